@@ -1,0 +1,79 @@
+# metarec: build the book, run the tests. Every target creates .venv first if needed.
+#
+#   make book       HTML book at _build/html/index.html
+#   make test       ruff, pytest, every notebook through nbval, the book build (warnings = errors)
+#   make notebooks  re-execute every notebook in book/ in place (stores fresh outputs)
+#   make lint       ruff only
+#   make clean      remove build outputs and caches (keeps .venv; `make distclean` removes it too)
+#
+# PYTHON picks the interpreter that creates .venv (3.10 or newer): `make test PYTHON=python3.12`.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp
+
+# Keep TensorFlow's C++ log lines and GUI backends out of every command.
+export TF_CPP_MIN_LOG_LEVEL := 2
+export MPLBACKEND := Agg
+# Resolve Jupyter kernels from .venv before any user-level kernel of the same name.
+export JUPYTER_PREFER_ENV_PATH := 1
+
+# Notebooks run in the kernel "python3" of .venv (ipykernel's own kernelspec, whose "python" is
+# replaced by the interpreter that starts it, i.e. .venv/bin/python). MPLBACKEND is removed for
+# the kernels: with MPLBACKEND=Agg ipykernel would not switch to its inline backend and figures
+# would be missing from the outputs.
+NB_ENV := env -u MPLBACKEND
+NOTEBOOKS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
+# Generous: the budget is a few minutes per notebook on 2 CPU cores.
+NB_CELL_TIMEOUT := 1800
+
+JB_FLAGS := --builder html -W -n --keep-going
+
+.PHONY: venv book test lint notebooks clean distclean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+		{ echo "metarec needs Python 3.10 or newer; try: make $(MAKECMDGOALS) PYTHON=python3.12" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -e . --no-deps
+	touch $@
+
+book: venv
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+# Stops at the first failing step. `--all` rebuilds every page so no warning hides in a cache.
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests -q
+ifneq ($(strip $(NOTEBOOKS)),)
+	$(NB_ENV) $(BIN)/pytest --nbval-lax --nbval-kernel-name python3 -q $(NOTEBOOKS)
+else
+	@echo "no notebooks in book/: nbval step skipped"
+endif
+	$(BIN)/jupyter-book build . $(JB_FLAGS) --all
+
+notebooks: venv
+	@set -e; for nb in $(NOTEBOOKS); do \
+		echo "executing $$nb"; \
+		$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.kernel_name=python3 \
+			--ExecutePreprocessor.timeout=$(NB_CELL_TIMEOUT) \
+			--ExecutePreprocessor.record_timing=False \
+			"$$nb"; \
+	done
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

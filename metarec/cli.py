@@ -1,0 +1,168 @@
+"""Command line interface: ``python -m metarec <command> ...``.
+
+Commands::
+
+    python -m metarec data download NAME [--data-dir DIR]     fetch + verify into the cache
+    python -m metarec data verify NAME [--data-dir DIR]       check the cached files (read-only)
+    python -m metarec data stats NAME [--data-dir DIR]        sizes, sparsity, distributions
+
+``NAME`` is ``ml-100k`` or ``ml-1m`` (``stats`` also accepts ``synthetic``, the default
+:func:`~metarec.data.make_synthetic` dataset).
+
+Adding a command group: write ``register_<group>_commands(subparsers)`` that adds a subparser
+and sets ``func`` (``args -> exit code``) with ``set_defaults``, then append it to
+:data:`REGISTRARS` (or pass ``registrars`` to :func:`build_parser`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["REGISTRARS", "build_parser", "format_stats", "main", "register_data_commands"]
+
+Registrar = Callable[[Any], None]  # receives the object returned by add_subparsers()
+
+
+def register_data_commands(subparsers: Any) -> None:
+    """Add ``data {download,verify,stats}`` to ``subparsers`` (from ``add_subparsers()``)."""
+    from metarec.data.registry import DATASETS  # light import: no pandas needed for --help
+
+    names = sorted(DATASETS)
+    data = subparsers.add_parser("data", help="download, verify and describe datasets",
+                                 description="Download, verify and describe datasets.")
+    commands = data.add_subparsers(dest="data_command", metavar="{download,verify,stats}",
+                                   required=True)
+    dir_help = ("cache folder (default: $METAREC_DATA_DIR, else $XDG_CACHE_HOME/metarec or "
+                "~/.cache/metarec)")
+
+    p = commands.add_parser("download", help="download and verify a dataset into the cache")
+    p.add_argument("name", choices=names)
+    p.add_argument("--data-dir", default=None, help=dir_help)
+    p.set_defaults(func=_cmd_download)
+
+    p = commands.add_parser("verify", help="check the SHA-256 of the cached files (no write)")
+    p.add_argument("name", choices=names)
+    p.add_argument("--data-dir", default=None, help=dir_help)
+    p.set_defaults(func=_cmd_verify)
+
+    p = commands.add_parser("stats", help="print dataset statistics")
+    p.add_argument("name", choices=[*names, "synthetic"])
+    p.add_argument("--data-dir", default=None, help=dir_help)
+    p.add_argument("--no-download", action="store_true",
+                   help="fail instead of downloading missing files")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    p.set_defaults(func=_cmd_stats)
+
+
+#: Functions that add command groups to the top-level parser, in order.
+REGISTRARS: list[Registrar] = [register_data_commands]
+
+
+def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:
+    """The ``python -m metarec`` parser with every registered command group."""
+    parser = argparse.ArgumentParser(
+        prog="python -m metarec",
+        description="metarec: meta-learning for recommender systems.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in REGISTRARS if registrars is None else registrars:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 success, 1 data error).
+
+    Examples
+    --------
+    >>> main(["data", "stats", "synthetic"])   # doctest: +SKIP
+    """
+    args = build_parser().parse_args(argv)
+    from metarec.data.errors import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+# ----------------------------------------------------------------------------------------------
+# data commands
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from metarec.data.cache import ensure_dataset
+    from metarec.data.registry import get_info
+
+    folder = ensure_dataset(args.name, args.data_dir, download=True)
+    print(f"{args.name}: {len(get_info(args.name).members)} files verified in {folder}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from metarec.data.cache import check_dataset, get_data_dir
+
+    statuses = check_dataset(args.name, args.data_dir)
+    print(f"{args.name} in {get_data_dir(args.data_dir)}")
+    width = max(len(s.member) for s in statuses)
+    for s in statuses:
+        if s.status == "ok":
+            print(f"  ok        {s.member:<{width}}  sha256 {s.actual}")
+        elif s.status == "missing":
+            print(f"  MISSING   {s.member}")
+        else:
+            print(f"  MISMATCH  {s.member:<{width}}  sha256 {s.actual}, expected {s.expected}")
+    bad = [s for s in statuses if s.status != "ok"]
+    if bad:
+        print(f"{len(bad)} of {len(statuses)} files missing or corrupt: run "
+              f"`python -m metarec data download {args.name}` to restore them.")
+        return 1
+    print(f"all {len(statuses)} files verified")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    if args.name == "synthetic":
+        from metarec.data.synthetic import make_synthetic
+
+        dataset = make_synthetic(seed=args.seed)
+    else:
+        from metarec.data.movielens import load_movielens
+
+        dataset = load_movielens(args.name, args.data_dir, download=not args.no_download)
+    print(format_stats(dataset.stats()))
+    return 0
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """Human-readable table of :func:`metarec.data.dataset_stats` output."""
+    lines = [
+        f"dataset             {stats['name']}",
+        f"users               {stats['users']}",
+        f"items               {stats['items']}",
+        f"ratings             {stats['ratings']}",
+        f"sparsity            {100 * stats['sparsity']:.2f}% of user x item pairs unrated",
+        f"mean rating         {stats['mean_rating']:.3f}",
+        "rating distribution",
+    ]
+    total = max(stats["ratings"], 1)
+    for value, count in stats["rating_counts"].items():
+        lines.append(f"  {_number(value):<17} {count:>7}  {100 * count / total:5.1f}%")
+    quantile_names = list(stats["ratings_per_user"])
+    lines.append(" " * 18 + "".join(f"{q:>7}" for q in quantile_names))
+    for label, key in (("ratings per user", "ratings_per_user"),
+                       ("ratings per item", "ratings_per_item")):
+        lines.append(f"{label:<18}" + "".join(f"{_number(v):>7}" for v in stats[key].values()))
+    lo, hi = stats["melu_bounds"]
+    kept = stats["melu_users"]
+    lines.append(f"MeLU protocol ({lo}..{hi} ratings per user): {kept} of {stats['users']} "
+                 f"users kept ({100 * kept / max(stats['users'], 1):.1f}%)")
+    return "\n".join(lines)

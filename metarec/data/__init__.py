@@ -1,0 +1,48 @@
+"""Datasets, feature encoding, cold-start splits and few-shot tasks (numpy/pandas only).
+
+Typical use::
+
+    from metarec.data import load_movielens, cold_start_split, FeatureEncoder, scenario_tasks
+
+    ds = load_movielens("ml-100k")               # verified download into the cache
+    split = cold_start_split(ds, seed=0)         # warm / user-cold / item-cold / both
+    encoder = FeatureEncoder().fit(ds, split.train)
+    tasks = scenario_tasks(split, encoder)       # dict of TaskSet per scenario
+"""
+
+from metarec.data.cache import check_dataset, download_dataset, ensure_dataset, get_data_dir
+from metarec.data.dataset import RatingsDataset, dataset_stats
+from metarec.data.errors import DataError
+from metarec.data.features import FeatureEncoder, FeatureSpec
+from metarec.data.movielens import load_movielens, read_movielens
+from metarec.data.registry import DATASETS, DatasetInfo
+from metarec.data.splits import ColdStartSplit, cold_start_split, scenario_tasks
+from metarec.data.synthetic import SyntheticTruth, make_synthetic
+
+# Last: tasks.py may import names defined above from this package.
+from metarec.data.tasks import Task, TaskBatch, TaskSet, build_tasks
+
+__all__ = [
+    "DATASETS",
+    "ColdStartSplit",
+    "DataError",
+    "DatasetInfo",
+    "FeatureEncoder",
+    "FeatureSpec",
+    "RatingsDataset",
+    "SyntheticTruth",
+    "Task",
+    "TaskBatch",
+    "TaskSet",
+    "build_tasks",
+    "check_dataset",
+    "cold_start_split",
+    "dataset_stats",
+    "download_dataset",
+    "ensure_dataset",
+    "get_data_dir",
+    "load_movielens",
+    "make_synthetic",
+    "read_movielens",
+    "scenario_tasks",
+]

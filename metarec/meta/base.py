@@ -1,0 +1,508 @@
+"""The shared machinery of every meta-learner: variables, inner loop, fit, evaluate, save.
+
+A meta-learner wraps any built Keras model and calls it *statelessly*:
+``model.stateless_call(trainable_values, non_trainable_values, x)`` runs the model with weights
+given as tensors. That is what lets one model hold a different set of "fast weights" per task:
+
+* the **inner loop** adapts the selected variables (``adapt=``) to one task's support set with
+  a few gradient steps, ``theta_i = theta - alpha * grad L_support_i(theta)``;
+* the **outer loop** updates the initial weights ``theta`` from the adapted weights' loss on
+  the query sets (MAML family) or from the adapted weights themselves (Reptile).
+
+A meta-batch of tasks is processed as tensors with :func:`tf.vectorized_map` over the task axis
+(no Python loop over tasks in the compiled step); padding rows carry mask 0 and do not count.
+Subclasses implement :meth:`MetaLearner._meta_loss_and_grads` (what one outer step computes);
+the rest of the API -- ``compile``, ``fit``, ``evaluate``, ``adapt``, ``save`` -- is shared.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from metarec.data.tasks import Task, TaskBatch, TaskSet
+from metarec.metrics import summarize, task_metrics
+
+AdaptSpec = str | Callable[[Any], bool] | Sequence[Any]
+
+_REGISTRY: dict[str, type[MetaLearner]] = {}
+
+
+def register_learner(cls: type[MetaLearner]) -> type[MetaLearner]:
+    """Class decorator: make a learner class loadable by :func:`load_learner`."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def _dense(g: Any) -> tf.Tensor:
+    # Embedding gradients arrive as IndexedSlices; per-task fast weights need dense tensors.
+    return tf.convert_to_tensor(g)
+
+
+def masked_mse(pred: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Mean squared error over the real (mask 1) rows; 0 when there is none. Shapes ``[N]``."""
+    return tf.reduce_sum(mask * tf.square(pred - y)) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+class AdaptedModel:
+    """A model personalised to one task: the meta-learned weights after inner-loop adaptation.
+
+    Returned by :meth:`MetaLearner.adapt`; ``predict(x)`` gives ratings ``[N]`` for feature
+    dict ``x`` (``[N, ...]`` per key).
+    """
+
+    def __init__(self, learner: MetaLearner, fast: list[tf.Tensor], frozen: list[tf.Tensor]):
+        self.learner = learner
+        self.fast_weights = fast
+        self.frozen_weights = frozen
+
+    def predict(self, x: dict[str, np.ndarray]) -> np.ndarray:
+        x = {k: tf.convert_to_tensor(v) for k, v in x.items()}
+        values = self.learner._merge(self.fast_weights, self.frozen_weights)
+        nt = [tf.convert_to_tensor(v) for v in self.learner.model.non_trainable_variables]
+        pred, _ = self.learner._forward(values, nt, x, training=False)
+        return pred.numpy()
+
+
+class MetaLearner:
+    """Base class of all meta-learners (see the module docstring).
+
+    Parameters
+    ----------
+    model : keras.Model
+        Any Keras model mapping a feature dict ``{key: [N, ...]}`` to ratings ``[N]`` (or
+        ``[N, 1]``). It is built on first use if needed.
+    inner_lr : float
+        Step size ``alpha`` of the inner-loop gradient steps.
+    inner_steps : int
+        Number of inner-loop steps, in training and (by default) at evaluation.
+    adapt : "all", regex, callable or list of variables
+        Which trainable variables the inner loop adapts: all, those whose ``path`` matches the
+        regular expression, those for which the callable returns True, or the listed ones.
+        The others are shared by all tasks and learned in the outer loop only (ANIL/MeLU).
+    seed : int
+        Seeds the task order of every epoch.
+    vectorize : bool
+        Process a meta-batch with ``tf.vectorized_map`` (True) or an unrolled per-task loop.
+    jit_compile : bool
+        Compile the steps with XLA.
+    """
+
+    #: Short display name used in messages and tables.
+    display_name = "meta-learner"
+
+    def __init__(
+        self,
+        model: keras.Model,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        adapt: AdaptSpec = "all",
+        seed: int = 0,
+        vectorize: bool = True,
+        jit_compile: bool = False,
+    ):
+        if inner_steps < 0:
+            raise ValueError(f"inner_steps must be >= 0, got {inner_steps}.")
+        self.model = model
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = int(inner_steps)
+        self.adapt_spec = adapt
+        self.seed = int(seed)
+        self.vectorize = bool(vectorize)
+        self.jit_compile = bool(jit_compile)
+        self.optimizer: keras.optimizers.Optimizer | None = None
+        self.history: keras.callbacks.History | None = None
+        self._adapt_idx: list[int] | None = None
+        self._compiled: dict[Any, Callable] = {}
+        self._checked = False
+        self._call_takes_training = "training" in inspect.signature(model.call).parameters
+
+    # ------------------------------------------------------------------ configuration
+    def get_config(self) -> dict[str, Any]:
+        """Hyper-parameters, JSON-able (used by :meth:`save`)."""
+        if callable(self.adapt_spec) or not isinstance(self.adapt_spec, str):
+            adapt = "__selected__"
+        else:
+            adapt = self.adapt_spec
+        return {
+            "inner_lr": self.inner_lr,
+            "inner_steps": self.inner_steps,
+            "adapt": adapt,
+            "seed": self.seed,
+            "vectorize": self.vectorize,
+            "jit_compile": self.jit_compile,
+        }
+
+    def __repr__(self) -> str:
+        cfg = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({self.model.name}, {cfg})"
+
+    def compile(self, optimizer: keras.optimizers.Optimizer | str | None = None) -> MetaLearner:
+        """Set the outer-loop optimizer (default: Adam with learning rate 1e-3)."""
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(1e-3)
+        self.optimizer = keras.optimizers.get(optimizer)
+        self._compiled.clear()
+        return self
+
+    # ------------------------------------------------------------------ variables
+    def _build(self, x: dict[str, Any]) -> None:
+        if not self.model.built:
+            self.model({k: v[:1] for k, v in x.items()})
+        if self._adapt_idx is None:
+            self._adapt_idx = self._select(self.adapt_spec)
+            self._build_extra()
+
+    def _select(self, spec: AdaptSpec) -> list[int]:
+        variables = self.model.trainable_variables
+        if isinstance(spec, str) and spec == "all":
+            chosen = list(range(len(variables)))
+        elif isinstance(spec, str):
+            pattern = re.compile(spec)
+            chosen = [i for i, v in enumerate(variables) if pattern.search(v.path)]
+        elif callable(spec):
+            chosen = [i for i, v in enumerate(variables) if spec(v)]
+        else:
+            ids = {id(v) for v in spec}
+            chosen = [i for i, v in enumerate(variables) if id(v) in ids]
+        if not chosen:
+            paths = ", ".join(v.path for v in variables)
+            raise ValueError(
+                f"{self.display_name}: adapt={spec!r} selects no trainable variable of model "
+                f"{self.model.name!r}. Its variables are: {paths}."
+            )
+        return chosen
+
+    def _build_extra(self) -> None:
+        """Create learner-owned variables (Meta-SGD's learning rates)."""
+
+    @property
+    def adapted_variables(self) -> list[Any]:
+        """The model variables the inner loop adapts."""
+        if self._adapt_idx is None:
+            raise RuntimeError("The learner is not built yet: call fit, evaluate or adapt first.")
+        return [self.model.trainable_variables[i] for i in self._adapt_idx]
+
+    @property
+    def extra_variables(self) -> list[tf.Variable]:
+        """Outer-loop variables owned by the learner, not the model (empty for MAML)."""
+        return []
+
+    def _split(self, values: Sequence[tf.Tensor]) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+        adapt = set(self._adapt_idx or [])
+        fast = [values[i] for i in self._adapt_idx]
+        frozen = [v for i, v in enumerate(values) if i not in adapt]
+        return fast, frozen
+
+    def _merge(self, fast: Sequence[tf.Tensor], frozen: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        fast_it, frozen_it = iter(fast), iter(frozen)
+        adapt = set(self._adapt_idx)
+        n = len(fast) + len(frozen)
+        return [next(fast_it) if i in adapt else next(frozen_it) for i in range(n)]
+
+    # ------------------------------------------------------------------ pure functions
+    def _forward(self, values, non_trainable, x, training: bool = True):
+        # stateless_call hands kwargs straight to call(): pass `training` only if accepted.
+        kwargs = {"training": training} if self._call_takes_training else {}
+        pred, non_trainable = self.model.stateless_call(values, non_trainable, x, **kwargs)
+        if len(pred.shape) == 2 and pred.shape[-1] == 1:
+            pred = tf.squeeze(pred, -1)
+        return pred, non_trainable
+
+    def _task_loss(self, fast, frozen, nt, x, y, mask, training=True):
+        pred, nt = self._forward(self._merge(fast, frozen), nt, x, training)
+        return masked_mse(pred, y, mask), nt
+
+    def _inner_update(self, fast: list[tf.Tensor], grads: list[tf.Tensor]) -> list[tf.Tensor]:
+        """One inner step; Meta-SGD overrides it with learned per-parameter rates."""
+        return [w - self.inner_lr * g for w, g in zip(fast, grads, strict=True)]
+
+    def _adapt_task(self, fast, frozen, nt, x, y, mask, steps, *, create_graph: bool,
+                    training: bool = True):
+        """``steps`` gradient steps on one task's support loss; returns the fast weights.
+
+        With ``create_graph`` the steps stay differentiable (second-order MAML); without it
+        the inner gradients are treated as constants (first-order MAML, evaluation).
+        """
+        for _ in range(steps):
+            with tf.GradientTape() as tape:
+                tape.watch(fast)
+                loss, nt = self._task_loss(fast, frozen, nt, x, y, mask, training)
+            grads = [_dense(g) if g is not None else tf.zeros_like(w)
+                     for g, w in zip(tape.gradient(loss, fast), fast, strict=True)]
+            if not create_graph:
+                grads = [tf.stop_gradient(g) for g in grads]
+            fast = self._inner_update(fast, grads)
+        return fast, nt
+
+    def _map_tasks(self, fn: Callable, elems: Any) -> Any:
+        """Apply ``fn`` to each task of a batch: vectorized, or as an unrolled loop."""
+        if self.vectorize:
+            return tf.vectorized_map(fn, elems)
+        n = tf.nest.flatten(elems)[0].shape[0]
+        outs = [fn(tf.nest.map_structure(lambda t, i=i: t[i], elems)) for i in range(n)]
+        return tf.nest.map_structure(lambda *xs: tf.stack(xs), *outs)
+
+    # ------------------------------------------------------------------ outer step
+    def _meta_loss_and_grads(self, theta, extra, nt, batch):
+        """Return ``(meta_loss, grads for theta, grads for extra)`` for one meta-batch."""
+        raise NotImplementedError
+
+    def _train_step_fn(self):
+        key = "train"
+        if key not in self._compiled:
+            def step(batch):
+                variables = self.model.trainable_variables
+                theta = [tf.convert_to_tensor(v) for v in variables]
+                extra = [tf.convert_to_tensor(v) for v in self.extra_variables]
+                nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+                loss, grads, extra_grads = self._meta_loss_and_grads(theta, extra, nt, batch)
+                pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+                pairs += [(g, v) for g, v in zip(extra_grads, self.extra_variables, strict=True)
+                          if g is not None]
+                self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+                return loss
+            self._compiled[key] = tf.function(step, jit_compile=self.jit_compile,
+                                              reduce_retracing=True)
+        return self._compiled[key]
+
+    def meta_gradients(self, batch: TaskBatch) -> tuple[tf.Tensor, list[tf.Tensor | None]]:
+        """The meta-loss and its gradients for the model's trainable variables (no update).
+
+        For tests and teaching: the same computation as one training step, without applying
+        it. Returns ``(loss, grads)`` with ``grads`` aligned with
+        ``model.trainable_variables``.
+        """
+        tensors = self._prepare(batch)
+        theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+        extra = [tf.convert_to_tensor(v) for v in self.extra_variables]
+        nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+        loss, grads, _ = tf.function(self._meta_loss_and_grads)(theta, extra, nt, tensors)
+        return loss, grads
+
+    # ------------------------------------------------------------------ input checks
+    def _prepare(self, batch: TaskBatch) -> tuple[Any, ...]:
+        empty = np.flatnonzero(batch.support_mask.sum(axis=1) == 0)
+        if len(empty) and self.inner_steps > 0:
+            users = batch.user_ids[empty][:10].tolist()
+            raise ValueError(
+                f"{self.display_name}: the support set of {len(empty)} task(s) is empty or all "
+                f"padding (users {users}); there is nothing to adapt on. Build tasks with "
+                "min_ratings > n_query, or drop these users."
+            )
+        self._build({k: v[0] for k, v in batch.support_x.items()})
+        if not self._checked:
+            self._check_shapes(batch)
+        return tuple(
+            tf.nest.map_structure(tf.convert_to_tensor, part) for part in batch.as_tuple()
+        )
+
+    def _check_shapes(self, batch: TaskBatch) -> None:
+        sample = {k: v[0] for k, v in batch.support_x.items()}
+        try:
+            out = self.model(sample)
+        except Exception as err:  # the model's own message is kept below
+            shapes = {k: tuple(v.shape) for k, v in sample.items()}
+            raise ValueError(
+                f"{self.display_name}: the task features {shapes} do not fit model "
+                f"{self.model.name!r}: {err}. Build the model from the FeatureSpec of the same "
+                "FeatureEncoder that encoded these tasks."
+            ) from err
+        n = batch.support_y.shape[1]
+        if tuple(out.shape) not in ((n,), (n, 1)):
+            raise ValueError(
+                f"{self.display_name}: model {self.model.name!r} returned shape "
+                f"{tuple(out.shape)} for {n} ratings; a recommender must return one rating per "
+                f"row, shape ({n},) or ({n}, 1)."
+            )
+        self._checked = True
+
+    # ------------------------------------------------------------------ training loop
+    def fit(
+        self,
+        tasks: TaskSet,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_tasks: TaskSet | None = None,
+        callbacks: Sequence[keras.callbacks.Callback] | None = None,
+        verbose: int = 1,
+        shuffle: bool = True,
+        validation_batch_size: int = 256,
+    ) -> keras.callbacks.History:
+        """Meta-train on ``tasks``; returns a Keras ``History`` (``history.history``).
+
+        Each epoch visits every task once in meta-batches of ``batch_size``. The logged
+        ``loss`` is the meta-loss (query loss after adaptation for MAML-type learners). With
+        ``validation_tasks``, ``val_mae``/``val_rmse``/``val_ndcg@k`` are logged after every
+        epoch, so ``keras.callbacks.EarlyStopping(monitor="val_mae")`` works. A progress bar
+        shows the running meta-loss when ``verbose=1``.
+        """
+        if len(tasks) == 0:
+            raise ValueError(f"{self.display_name}.fit: the TaskSet is empty.")
+        if self.optimizer is None:
+            self.compile()
+        steps = int(np.ceil(len(tasks) / batch_size))
+        cb = keras.callbacks.CallbackList(
+            list(callbacks or []), add_history=True, add_progbar=verbose != 0,
+            model=self.model, verbose=verbose, epochs=epochs, steps=steps,
+        )
+        step_fn = self._train_step_fn()
+        self.model.stop_training = False
+        cb.on_train_begin()
+        logs: dict[str, float] = {}
+        for epoch in range(epochs):
+            cb.on_epoch_begin(epoch)
+            losses = []
+            batches = tasks.batches(batch_size, shuffle=shuffle, seed=self.seed + epoch)
+            for i, batch in enumerate(batches):
+                cb.on_train_batch_begin(i)
+                loss = float(step_fn(self._prepare(batch)))
+                if not np.isfinite(loss):
+                    raise FloatingPointError(
+                        f"{self.display_name}: the meta-loss became {loss} at epoch {epoch + 1}, "
+                        f"step {i + 1}. Lower the outer learning rate or inner_lr "
+                        f"(now {self.inner_lr}), or check the ratings for NaN."
+                    )
+                losses.append(loss)
+                cb.on_train_batch_end(i, {"loss": loss})
+            logs = {"loss": float(np.mean(losses))}
+            if validation_tasks is not None:
+                val = self.evaluate(validation_tasks, batch_size=validation_batch_size)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            cb.on_epoch_end(epoch, logs)
+            if getattr(self.model, "stop_training", False):
+                break
+        cb.on_train_end(logs)
+        self.history = next(c for c in cb.callbacks if isinstance(c, keras.callbacks.History))
+        return self.history
+
+    # ------------------------------------------------------------------ evaluation
+    def _predict_fn(self, steps: int):
+        key = ("predict", steps)
+        if key not in self._compiled:
+            def predict(batch):
+                sx, sy, sm, qx, _, _ = batch
+                theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+                nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+                fast0, frozen = self._split(theta)
+
+                def one(task):
+                    sx_, sy_, sm_, qx_ = task
+                    fast, nt_ = self._adapt_task(list(fast0), frozen, nt, sx_, sy_, sm_, steps,
+                                                 create_graph=False, training=False)
+                    pred, _ = self._forward(self._merge(fast, frozen), nt_, qx_, training=False)
+                    return pred
+
+                return self._map_tasks(one, (sx, sy, sm, qx))
+            self._compiled[key] = tf.function(predict, jit_compile=self.jit_compile,
+                                              reduce_retracing=True)
+        return self._compiled[key]
+
+    def predict_query(self, batch: TaskBatch, steps: int | None = None) -> np.ndarray:
+        """Adapt to each task's support set, then predict its query set: ``[T, Q]``."""
+        steps = self.inner_steps if steps is None else int(steps)
+        tensors = self._prepare(batch)
+        return self._predict_fn(steps)(tensors).numpy()
+
+    def evaluate(
+        self,
+        tasks: TaskSet,
+        steps: int | None = None,
+        batch_size: int = 256,
+        ks: Sequence[int] = (1, 3),
+        per_task: bool = False,
+    ) -> dict[str, float] | pd.DataFrame:
+        """Adapt on each support set with ``steps`` inner steps and score the query sets.
+
+        Returns the task-averaged metrics (``mae``, ``rmse``, ``ndcg@k``; definitions in
+        :mod:`metarec.metrics`), or one row per task (with ``user_id``) if ``per_task``.
+        """
+        if len(tasks) == 0:
+            raise ValueError(f"{self.display_name}.evaluate: the TaskSet is empty.")
+        frames = []
+        for batch in tasks.batches(batch_size, shuffle=False):
+            pred = self.predict_query(batch, steps)
+            metrics = task_metrics(batch.query_y, pred, batch.query_mask, ks=tuple(ks))
+            frame = pd.DataFrame({k: np.asarray(v) for k, v in metrics.items()})
+            frame.insert(0, "user_id", batch.user_ids)
+            frame.insert(1, "n_support", batch.support_mask.sum(axis=1).astype(int))
+            frames.append(frame)
+        table = pd.concat(frames, ignore_index=True)
+        if per_task:
+            return table
+        return summarize({k: table[k].to_numpy() for k in table.columns
+                          if k not in ("user_id", "n_support")})
+
+    # ------------------------------------------------------------------ one new user
+    def adapt(self, support: Task | tuple[dict[str, np.ndarray], np.ndarray],
+              steps: int | None = None) -> AdaptedModel:
+        """Personalise the model to one user from their support ratings.
+
+        ``support`` is a :class:`Task` (its support set is used) or ``(x, y)`` with feature
+        dict ``x`` (``[S, ...]``) and ratings ``y`` (``[S]``). Returns an :class:`AdaptedModel`.
+        """
+        if isinstance(support, Task):
+            x, y = support.support_x, support.support_y
+        else:
+            x, y = support
+        y = np.asarray(y, np.float32)
+        if len(y) == 0:
+            raise ValueError(f"{self.display_name}.adapt: the support set is empty; give at "
+                             "least one rating (or use the un-adapted model for a new user).")
+        self._build(x)
+        steps = self.inner_steps if steps is None else int(steps)
+        theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+        nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+        fast, frozen = self._split(theta)
+        xt = {k: tf.convert_to_tensor(v) for k, v in x.items()}
+        fast, _ = self._adapt_task(fast, frozen, nt, xt, tf.constant(y),
+                                   tf.ones_like(tf.constant(y)), steps, create_graph=False,
+                                   training=False)
+        return AdaptedModel(self, fast, frozen)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Save model, hyper-parameters and learner variables into folder ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = self.get_config()
+        if config["adapt"] == "__selected__":
+            config["adapt"] = [v.path for v in self.adapted_variables]
+        self.model.save(path / "model.keras")
+        extras = {f"extra_{i}": np.asarray(v) for i, v in enumerate(self.extra_variables)}
+        np.savez(path / "learner_variables.npz", **extras)
+        (path / "learner.json").write_text(
+            json.dumps({"class": type(self).__name__, "config": config}, indent=2)
+        )
+        return path
+
+
+def load_learner(path: str | Path) -> MetaLearner:
+    """Load a learner saved with :meth:`MetaLearner.save`; predictions are identical."""
+    path = Path(path)
+    if not (path / "learner.json").exists():
+        raise FileNotFoundError(f"{path} holds no saved learner (learner.json is missing); "
+                                "save one with learner.save(path).")
+    meta = json.loads((path / "learner.json").read_text())
+    cls = _REGISTRY[meta["class"]]
+    config = dict(meta["config"])
+    model = keras.saving.load_model(path / "model.keras")
+    if isinstance(config.get("adapt"), list):
+        wanted = set(config["adapt"])
+        config["adapt"] = lambda v: v.path in wanted
+    learner = cls(model, **config)
+    learner._adapt_idx = learner._select(learner.adapt_spec)
+    learner._build_extra()
+    extras = np.load(path / "learner_variables.npz")
+    for i, var in enumerate(learner.extra_variables):
+        var.assign(extras[f"extra_{i}"])
+    return learner

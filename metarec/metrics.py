@@ -1,0 +1,261 @@
+r"""Rating-prediction and ranking metrics, per task (numpy only).
+
+Definitions (one task = one user's query set of ``n`` ratings :math:`r_j` with predictions
+:math:`\hat r_j`):
+
+* **MAE** :math:`= \frac1n \sum_j |\hat r_j - r_j|`.
+* **RMSE** :math:`= \sqrt{\frac1n \sum_j (\hat r_j - r_j)^2}`.
+* **nDCG@k** (MeLU's definition, Lee et al. 2019): rank the items by predicted score,
+  descending; ties are broken by a *stable* sort, i.e. the item that comes first in the input
+  is ranked first. With gain :math:`2^{r} - 1` and discount :math:`\log_2(1 + \text{rank})`,
+  rank starting at 1,
+
+  .. math::
+
+      \mathrm{DCG@k} = \sum_{j=1}^{\min(k, n)} \frac{2^{r_{\pi(j)}} - 1}{\log_2(1 + j)}, \qquad
+      \mathrm{nDCG@k} = \frac{\mathrm{DCG@k}}{\mathrm{IDCG@k}},
+
+  where :math:`\pi` orders by predicted score and IDCG@k is the DCG@k of the order by true
+  rating (descending). If IDCG@k = 0 (every true gain is 0, i.e. all ratings are 0) nDCG@k is
+  defined as 0.
+* **Precision@k** :math:`= \frac{1}{\min(k, n)} \sum_{j=1}^{\min(k, n)}
+  [r_{\pi(j)} \ge \theta]` and **HitRate@k** :math:`= [\exists j \le k: r_{\pi(j)} \ge \theta]`,
+  relevance threshold :math:`\theta = 4` (same ranking and tie rule as nDCG).
+
+A task with no rating (an all-padding row of a batch) gets NaN for every metric;
+:func:`summarize` averages over tasks ignoring NaN, so every user counts once (MeLU's averaging),
+whatever their number of query ratings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "RELEVANCE_THRESHOLD",
+    "hit_rate_at_k",
+    "mae",
+    "ndcg_at_k",
+    "precision_at_k",
+    "rmse",
+    "summarize",
+    "task_metrics",
+]
+
+#: Ratings at or above this value are relevant for precision and hit rate.
+RELEVANCE_THRESHOLD = 4.0
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same size, got {t.size} and "
+                         f"{p.size}.")
+    if np.isnan(p).any():
+        raise ValueError("Predictions contain NaN: the model diverged or got invalid input.")
+    return t, p
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error of one task.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like [n]
+
+    Examples
+    --------
+    >>> mae([1, 2, 3], [2, 2, 5])
+    1.0
+    """
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(p - t))) if t.size else float("nan")
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error of one task.
+
+    Examples
+    --------
+    >>> rmse([1, 2, 3], [2, 2, 5])   # sqrt((1 + 0 + 4) / 3)
+    1.2909944487358056
+    """
+    t, p = _pair(y_true, y_pred)
+    return float(np.sqrt(np.mean((p - t) ** 2))) if t.size else float("nan")
+
+
+def _ranking(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """True ratings in predicted order; stable sort on -score = earlier item first on ties."""
+    return y_true[np.argsort(-y_score, kind="stable")]
+
+
+def _discounts(n: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, n + 2))
+
+
+def ndcg_at_k(y_true, y_score, k: int) -> float:
+    """nDCG@k of one task, MeLU's definition (gain 2^r - 1; see the module docstring).
+
+    Parameters
+    ----------
+    y_true : array-like [n]
+        True ratings.
+    y_score : array-like [n]
+        Predicted scores; ties go to the earlier item.
+    k : int
+        Cut-off (``min(k, n)`` positions are used).
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 when IDCG@k is 0; NaN for an empty task.
+
+    Examples
+    --------
+    >>> ndcg_at_k([5, 3, 1], [0.9, 0.5, 0.1], k=3)     # perfect order
+    1.0
+    >>> round(ndcg_at_k([5, 3, 1], [0.1, 0.5, 0.9], k=1), 4)   # (2^1-1) / (2^5-1)
+    0.0323
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    t, s = _pair(y_true, y_score)
+    if t.size == 0:
+        return float("nan")
+    m = min(k, t.size)
+    disc = _discounts(m)
+    dcg = float(np.sum((2.0 ** _ranking(t, s)[:m] - 1.0) * disc))
+    idcg = float(np.sum((2.0 ** np.sort(t)[::-1][:m] - 1.0) * disc))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def precision_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHOLD) -> float:
+    """Fraction of the top-``min(k, n)`` predicted items with true rating >= ``threshold``.
+
+    Examples
+    --------
+    >>> precision_at_k([5, 2, 4, 1], [0.9, 0.8, 0.1, 0.0], k=2)
+    0.5
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    t, s = _pair(y_true, y_score)
+    if t.size == 0:
+        return float("nan")
+    return float(np.mean(_ranking(t, s)[: min(k, t.size)] >= threshold))
+
+
+def hit_rate_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHOLD) -> float:
+    """1.0 if any of the top-k predicted items has true rating >= ``threshold``, else 0.0.
+
+    Examples
+    --------
+    >>> hit_rate_at_k([5, 2, 4, 1], [0.0, 0.8, 0.1, 0.9], k=2)
+    0.0
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    t, s = _pair(y_true, y_score)
+    if t.size == 0:
+        return float("nan")
+    return float(np.any(_ranking(t, s)[:k] >= threshold))
+
+
+def task_metrics(
+    y_true,
+    y_pred,
+    mask=None,
+    ks: Sequence[int] = (1, 3),
+    ranking_extras: bool = False,
+    threshold: float = RELEVANCE_THRESHOLD,
+) -> dict[str, np.ndarray]:
+    """Per-task metrics of a padded batch, vectorised over tasks.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like [T, Q]
+        True ratings and predictions (padding entries may hold anything finite).
+    mask : array-like [T, Q], optional
+        1 for a real rating, 0 for padding (default: all real).
+    ks : sequence of int
+        Cut-offs for ``ndcg@k``.
+    ranking_extras : bool
+        Also return ``precision@k`` and ``hit@k`` for each ``k`` (threshold ``threshold``).
+
+    Returns
+    -------
+    dict of str to float64 array [T]
+        ``mae``, ``rmse``, ``ndcg@k`` for each ``k`` (plus the extras). Values are identical to
+        :func:`mae`, :func:`rmse`, :func:`ndcg_at_k` applied to each task's unpadded entries
+        (padding is ranked after every real item, so it never changes a ranking). A task with
+        no real entry gets NaN.
+
+    Examples
+    --------
+    >>> y = [[5, 3, 0], [4, 4, 2]]
+    >>> p = [[4.5, 3.5, 9.9], [4, 4, 2]]
+    >>> m = [[1, 1, 0], [1, 1, 1]]
+    >>> task_metrics(y, p, m)["mae"].tolist()
+    [0.5, 0.0]
+    """
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if t.ndim != 2 or t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must both have shape [T, Q], got {t.shape} and "
+                         f"{p.shape}.")
+    w = np.ones_like(t) if mask is None else np.asarray(mask, dtype=np.float64)
+    if w.shape != t.shape:
+        raise ValueError(f"mask must have shape {t.shape}, got {w.shape}.")
+    real = w > 0
+    if np.isnan(p[real]).any():
+        raise ValueError("Predictions contain NaN: the model diverged or got invalid input.")
+    n = real.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.where(real, p - t, 0.0)
+        out: dict[str, np.ndarray] = {
+            "mae": np.abs(err).sum(axis=1) / n,
+            "rmse": np.sqrt((err**2).sum(axis=1) / n),
+        }
+    empty = n == 0
+    # Padding sorts last: score -inf, and the stable sort keeps real -inf scores first.
+    order = np.argsort(-np.where(real, p, -np.inf), axis=1, kind="stable")
+    ranked_true = np.take_along_axis(np.where(real, t, 0.0), order, axis=1)
+    ranked_real = np.take_along_axis(real, order, axis=1)
+    gains = np.where(ranked_real, 2.0**ranked_true - 1.0, 0.0)
+    ideal = -np.sort(-np.where(real, 2.0**t - 1.0, 0.0), axis=1)  # padding gain 0 sorts last
+    width = t.shape[1]
+    for k in ks:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}.")
+        m = min(k, width)
+        disc = _discounts(m)
+        dcg = (gains[:, :m] * disc).sum(axis=1)
+        idcg = (ideal[:, :m] * disc).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ndcg = np.where(idcg > 0, dcg / idcg, 0.0)
+        out[f"ndcg@{k}"] = np.where(empty, np.nan, ndcg)
+        if ranking_extras:
+            relevant = ranked_real[:, :m] & (ranked_true[:, :m] >= threshold)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"precision@{k}"] = np.where(
+                    empty, np.nan, relevant.sum(axis=1) / np.minimum(k, n))
+            out[f"hit@{k}"] = np.where(empty, np.nan, relevant.any(axis=1).astype(float))
+    return out
+
+
+def summarize(per_task: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean of each per-task metric over tasks (NaN tasks, i.e. empty ones, ignored).
+
+    Examples
+    --------
+    >>> summarize({"mae": np.array([0.5, 1.0, np.nan])})
+    {'mae': 0.75}
+    """
+    out = {}
+    for name, values in per_task.items():
+        values = np.asarray(values, dtype=np.float64)
+        out[name] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return out
