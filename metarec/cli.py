@@ -58,7 +58,14 @@ def register_data_commands(subparsers: Any) -> None:
 
 
 #: Functions that add command groups to the top-level parser, in order.
-REGISTRARS: list[Registrar] = [register_data_commands]
+def register_experiment_commands(subparsers: Any) -> None:
+    """Add ``experiment {list,run}`` (see :mod:`metarec.experiments.cli`)."""
+    from metarec.experiments.cli import register_experiment_commands as register
+
+    register(subparsers)
+
+
+REGISTRARS: list[Registrar] = [register_data_commands, register_experiment_commands]
 
 
 def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:

@@ -96,3 +96,70 @@ def plot_results(
     ax.legend(fontsize="small", ncol=2)
     ax.grid(alpha=0.3, axis="y")
     return ax
+
+
+def plot_cold_start_split(split: Any, ax: plt.Axes | None = None) -> plt.Axes:
+    """The four cold-start scenarios of a split as blocks of the user x item plane.
+
+    Rows are user groups (meta-train, validation, new users), columns item groups (existing,
+    new items); each block's height and width are proportional to the number of users and
+    items, and its label gives the ratings and tasks (``split.summary()["task_users"]``) of the
+    scenario. Blocks that no scenario uses are grey.
+
+    Parameters
+    ----------
+    split : ColdStartSplit
+        From :func:`metarec.data.cold_start_split`.
+    ax : Axes, optional
+
+    Examples
+    --------
+    >>> plot_cold_start_split(cold_start_split(ds, seed=0))  # doctest: +SKIP
+    """
+    ax = _axes(ax, figsize=(9, 5))
+    table = split.summary()
+    user_groups = [("meta-train users", len(split.meta_train_users)),
+                   ("validation users", len(split.validation_users)),
+                   ("new users", len(split.new_users))]
+    item_groups = [("existing items", len(split.existing_items)),
+                   (f"new items (year >= {split.new_item_year})", len(split.new_items))]
+
+    def counts(part: str, sep: str = "\n") -> str:
+        row = table.loc[part]
+        return f"{row['ratings']} ratings{sep}{row['task_users']} tasks"
+
+    # (user group, item group) -> (colour, text); one colour per scenario.
+    blocks = {
+        (0, 0): ("tab:blue", f"meta-train: {counts('train', ', ')}\n"
+                             f"warm query: {counts('warm_query', ', ')}"),
+        (0, 1): ("tab:orange", f"item-cold\n{counts('item_cold')}"),
+        (1, 0): ("tab:cyan", f"validation: {counts('validation', ', ')}"),
+        (1, 1): ("lightgrey", "unused"),
+        (2, 0): ("tab:green", f"user-cold\n{counts('user_cold')}"),
+        (2, 1): ("tab:red", f"user-item-cold\n{counts('user_item_cold')}"),
+    }
+    n_users = sum(n for _, n in user_groups)
+    n_items = sum(n for _, n in item_groups)
+    y_top = n_users
+    for r, (user_name, n_u) in enumerate(user_groups):
+        x_left = 0
+        for c, (_, n_i) in enumerate(item_groups):
+            colour, text = blocks[(r, c)]
+            ax.add_patch(plt.Rectangle((x_left, y_top - n_u), n_i, n_u, facecolor=colour,
+                                       alpha=0.35, edgecolor="black"))
+            ax.text(x_left + n_i / 2, y_top - n_u / 2, text, ha="center", va="center",
+                    fontsize="small")
+            x_left += n_i
+        ax.text(-0.01 * n_items, y_top - n_u / 2, f"{user_name}\n({n_u})", ha="right",
+                va="center", fontsize="small")
+        y_top -= n_u
+    x_left = 0
+    for item_name, n_i in item_groups:
+        ax.text(x_left + n_i / 2, -0.01 * n_users, f"{item_name} ({n_i})", ha="center",
+                va="top", fontsize="small")
+        x_left += n_i
+    ax.set_xlim(0, n_items)
+    ax.set_ylim(0, n_users)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax

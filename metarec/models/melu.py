@@ -5,8 +5,8 @@ its own embedding table of dimension ``embedding_dim`` (32); the multi-hot genre
 by a linear map divided by the number of genres (the mean of the genre embeddings). The
 embeddings are concatenated and fed to the *decision layers* ``64 -> 64 -> 1`` with ReLU.
 
-MeLU adapts only the decision layers per user (variables whose path contains ``"decision"``);
-the embeddings are learned in the outer loop only.
+MeLU adapts only the decision layers per user (variables whose path contains ``"decision"``;
+``MeLUNetwork.ADAPT``); the embeddings are learned in the outer loop only.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ class MeLUNetwork(keras.Model):
     >>> net = MeLUNetwork(encoder.spec)                     # doctest: +SKIP
     >>> net(encoder.transform(ratings.head(5))).shape        # (5,)  # doctest: +SKIP
     """
+
+    #: Regex (on ``variable.path``) of the per-user parameters: the decision layers, as MeLU
+    #: adapts them (the leading ``/`` skips the model's own name in the path).
+    ADAPT: str = "/decision"
 
     def __init__(self, spec: FeatureSpec, embedding_dim: int = 32,
                  hidden_units: tuple[int, ...] = (64, 64), **kwargs):
