@@ -92,6 +92,33 @@ def prepare(dataset: RatingsDataset, seed: int) -> PreparedData:
     return PreparedData(dataset, split, encoder, scenario_tasks(split, encoder, seed=seed))
 
 
+class KeepBestWeights(keras.callbacks.Callback):
+    """Restore, at the end of training, the weights of the epoch with the lowest ``monitor``.
+
+    Unlike ``EarlyStopping(restore_best_weights=True)`` it also restores when training runs
+    all its epochs, and it includes the learner's own variables (Meta-SGD's learning rates).
+    """
+
+    def __init__(self, learner: MetaLearner, monitor: str = "val_mae"):
+        super().__init__()
+        self.learner, self.monitor = learner, monitor
+        self.best, self.weights = float("inf"), None
+
+    def _variables(self):
+        return list(self.learner.model.weights) + list(self.learner.extra_variables)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value < self.best:
+            self.best = value
+            self.weights = [v.numpy().copy() for v in self._variables()]
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            for var, value in zip(self._variables(), self.weights, strict=True):
+                var.assign(value)
+
+
 def train_method(method: Method | str, data: PreparedData, seed: int, *,
                  epochs: int | None = None, batch_size: int = 32, patience: int = 3,
                  verbose: int = 0) -> tuple[MetaLearner, float]:
@@ -103,10 +130,10 @@ def train_method(method: Method | str, data: PreparedData, seed: int, *,
         learner.model.fit_closed_form(data.split.train, data.encoder)
     n_epochs = method.epochs if epochs is None or method.epochs == 0 else epochs
     if n_epochs > 0:
-        stop = keras.callbacks.EarlyStopping(monitor="val_mae", patience=patience,
-                                             restore_best_weights=True)
+        stop = keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=patience)
+        best = KeepBestWeights(learner)
         learner.fit(data.tasks["train"], epochs=n_epochs, batch_size=batch_size,
-                    validation_tasks=data.tasks["validation"], callbacks=[stop],
+                    validation_tasks=data.tasks["validation"], callbacks=[stop, best],
                     verbose=verbose)
     return learner, time.perf_counter() - start
 

@@ -18,6 +18,7 @@ the rest of the API -- ``compile``, ``fit``, ``evaluate``, ``adapt``, ``save`` -
 from __future__ import annotations
 
 import inspect
+import logging
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -35,6 +36,9 @@ from metarec.metrics import summarize, task_metrics
 AdaptSpec = str | Callable[[Any], bool] | Sequence[Any]
 
 _REGISTRY: dict[str, type[MetaLearner]] = {}
+
+# Retracing notices (one trace per padded task size is expected here) are not for readers.
+tf.get_logger().setLevel(logging.ERROR)
 
 
 def register_learner(cls: type[MetaLearner]) -> type[MetaLearner]:

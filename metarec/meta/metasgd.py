@@ -25,7 +25,7 @@ class MetaSGD(MAML):
 
     def _build_extra(self) -> None:
         self._alphas = [
-            keras.Variable(tf.fill(v.shape, self.inner_lr), dtype=v.dtype, name=f"alpha_{i}")
+            keras.Variable(tf.fill(v.shape, tf.constant(self.inner_lr, v.dtype)), name=f"alpha_{i}")
             for i, v in enumerate(self.adapted_variables)
         ]
         self._extra_values = None
