@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from metarec.cli import main as cli_main
+from metarec.data import make_synthetic
 from metarec.experiments import (
     METHODS,
     METRICS,
@@ -20,7 +21,6 @@ from metarec.experiments import (
     support_size_sweep,
     train_method,
 )
-from metarec.data import make_synthetic
 
 SMALL = {"n_users": 300, "n_items": 200}
 

@@ -180,6 +180,10 @@ def test_finetune_evaluate_personalises_vectorised(synth):
     assert plain.shape == tuned.shape == batch.query_y.shape
     real = batch.query_mask > 0
     assert np.all(np.abs(tuned - plain)[real].reshape(len(batch), -1).max(axis=1) > 1e-4)
+    subset = tasks.subset(range(len(tasks) - 6, len(tasks)))
+    mae0 = learner.evaluate(subset, steps=0, per_task=True)["mae"].to_numpy()
+    mae5 = learner.evaluate(subset, steps=5, per_task=True)["mae"].to_numpy()
+    assert not np.allclose(mae0, mae5)
     # Tasks are adapted independently: the vectorised result equals one task at a time.
     single = learner.adapt(tasks[len(tasks) - 1], steps=5).predict(tasks[-1].query_x)
     np.testing.assert_allclose(tuned[-1, : tasks[-1].n_query], single, rtol=1e-5, atol=1e-5)

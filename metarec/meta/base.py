@@ -18,8 +18,8 @@ the rest of the API -- ``compile``, ``fit``, ``evaluate``, ``adapt``, ``save`` -
 from __future__ import annotations
 
 import inspect
-import logging
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
