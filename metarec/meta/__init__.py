@@ -3,14 +3,14 @@
 All learners share one API (:class:`MetaLearner`): ``compile``, ``fit``, ``evaluate``,
 ``adapt`` and ``save`` / :func:`load_learner`.
 
-========== =====================================================================
-``MAML``   second-order MAML (``first_order=True`` for the approximation)
-``FOMAML`` first-order MAML
-``MetaSGD`` MAML with learned per-parameter inner learning rates
-``MeLU``   MAML adapting only the decision layers, with the paper's defaults
-``Reptile`` Reptile, with meta step size
-``FineTune`` conventional training plus per-user fine-tuning (the non-meta baseline)
-========== =====================================================================
+============== =====================================================================
+``MAML``       second-order MAML (``first_order=True`` for the approximation)
+``FOMAML``     first-order MAML
+``MetaSGD``    MAML with learned per-parameter inner learning rates
+``MeLU``       MAML adapting only the decision layers, with the paper's defaults
+``Reptile``    Reptile, with meta step size
+``FineTune``   conventional training plus per-user fine-tuning (the non-meta baseline)
+============== =====================================================================
 """
 
 from metarec.meta.base import AdaptedModel, MetaLearner, load_learner, masked_mse

@@ -6,17 +6,17 @@ Every model is built from a :class:`~metarec.data.FeatureSpec`, takes the featur
 returns ratings ``[N]``. Every model works under ``stateless_call`` and ``tf.vectorized_map``,
 so any meta-learner of :mod:`metarec.meta` can hold one set of weights per task.
 
-================  ===================  ==========================================================
-name              class                ``ADAPT`` (per-user parameters)
-================  ===================  ==========================================================
-``global_mean``   :class:`GlobalMean`  ``/user_``: the scalar ``user_offset``
-``item_mean``     :class:`ItemMean`    ``/user_``: the scalar ``user_offset``
-``user_linear``   :class:`UserLinear`  ``/user_``: the user's regression weights and bias
-``mf``            :class:`BiasedMF`    ``/user_``: user factors and user bias
-``neumf``         :class:`NeuMF`       ``/user_``: user embeddings of both towers
-``wide_deep``     :class:`WideAndDeep` ``/decision``: the deep decision layers (as MeLU)
-``melu``          :class:`MeLUNetwork` ``/decision``: the decision layers (MeLU)
-================  ===================  ==========================================================
+================  ====================  ==========================================================
+name              class                 ``ADAPT`` (per-user parameters)
+================  ====================  ==========================================================
+``global_mean``   :class:`GlobalMean`   ``/user_``: the scalar ``user_offset``
+``item_mean``     :class:`ItemMean`     ``/user_``: the scalar ``user_offset``
+``user_linear``   :class:`UserLinear`   ``/user_``: the user's regression weights and bias
+``mf``            :class:`BiasedMF`     ``/user_``: user factors and user bias
+``neumf``         :class:`NeuMF`        ``/user_``: user embeddings of both towers
+``wide_deep``     :class:`WideAndDeep`  ``/decision``: the deep decision layers (as MeLU)
+``melu``          :class:`MeLUNetwork`  ``/decision``: the decision layers (MeLU)
+================  ====================  ==========================================================
 
 ``ADAPT`` is a regular expression searched in ``variable.path``; it starts with ``/`` so that it
 never matches the model's own name, the first component of every path (``user_linear/...``).
