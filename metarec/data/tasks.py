@@ -235,6 +235,7 @@ def build_tasks(
     max_support: int | None = None,
     query_ratings: pd.DataFrame | None = None,
     seed: int = 0,
+    group_by: str = "user_id",
 ) -> TaskSet:
     """Turn ratings into one few-shot task per user.
 
@@ -259,6 +260,10 @@ def build_tasks(
         users present in both are kept, and the bounds apply to support + query.
     seed : int
         Seeds every random draw; the same seed gives the same tasks.
+    group_by : str
+        The column that defines a task: ``"user_id"`` (one task per user, the default) or
+        ``"item_id"`` (one task per item, for item cold-start; ``Task.user_id`` then holds the
+        item id).
 
     Returns
     -------
@@ -295,7 +300,9 @@ def build_tasks(
     features = encoder.transform(frame)
     y_all = frame["rating"].to_numpy(np.float32)
     items_all = frame["item_id"].to_numpy(np.int64)
-    users_all = frame["user_id"].to_numpy(np.int64)
+    if group_by not in ("user_id", "item_id"):
+        raise ValueError(f"group_by must be 'user_id' or 'item_id', got {group_by!r}.")
+    users_all = frame[group_by].to_numpy(np.int64)
 
     # Group row indices by user (stable order) without a Python loop over rows.
     order = np.argsort(users_all, kind="stable")

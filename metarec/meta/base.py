@@ -57,6 +57,21 @@ def masked_mse(pred: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(mask * tf.square(pred - y)) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
+def _set_monitor_mode(callback: Any) -> None:
+    """Tell Keras monitors (EarlyStopping, ...) that nDCG rises and errors fall.
+
+    Keras cannot infer the direction of ``val_mae`` or ``val_ndcg@3`` itself ("auto" mode).
+    """
+    monitor = getattr(callback, "monitor", None)
+    if not isinstance(monitor, str) or getattr(callback, "mode", None) != "auto":
+        return
+    name = monitor.removeprefix("val_")
+    if name in ("loss", "mae", "rmse"):
+        callback.mode = "min"
+    elif name.startswith("ndcg@"):
+        callback.mode = "max"
+
+
 class AdaptedModel:
     """A model personalised to one task: the meta-learned weights after inner-loop adaptation.
 
@@ -162,8 +177,9 @@ class MetaLearner:
 
     # ------------------------------------------------------------------ variables
     def _build(self, x: dict[str, Any]) -> None:
-        if not self.model.built:
-            self.model({k: v[:1] for k, v in x.items()})
+        """Build the model on rows ``x`` (``[N, ...]``) and check its input and output shapes."""
+        if not self._checked:
+            self._check_model_on(x)
         if self._adapt_idx is None:
             self._adapt_idx = self._select(self.adapt_spec)
             self._build_extra()
@@ -306,14 +322,12 @@ class MetaLearner:
                 "min_ratings > n_query, or drop these users."
             )
         self._build({k: v[0] for k, v in batch.support_x.items()})
-        if not self._checked:
-            self._check_shapes(batch)
         return tuple(
             tf.nest.map_structure(tf.convert_to_tensor, part) for part in batch.as_tuple()
         )
 
-    def _check_shapes(self, batch: TaskBatch) -> None:
-        sample = {k: v[0] for k, v in batch.support_x.items()}
+    def _check_model_on(self, x: dict[str, Any]) -> None:
+        sample = {k: np.asarray(v) for k, v in x.items()}
         try:
             out = self.model(sample)
         except Exception as err:  # the model's own message is kept below
@@ -323,7 +337,7 @@ class MetaLearner:
                 f"{self.model.name!r}: {err}. Build the model from the FeatureSpec of the same "
                 "FeatureEncoder that encoded these tasks."
             ) from err
-        n = batch.support_y.shape[1]
+        n = len(next(iter(sample.values())))
         if tuple(out.shape) not in ((n,), (n, 1)):
             raise ValueError(
                 f"{self.display_name}: model {self.model.name!r} returned shape "
@@ -361,6 +375,8 @@ class MetaLearner:
             list(callbacks or []), add_history=True, add_progbar=verbose != 0,
             model=self.model, verbose=verbose, epochs=epochs, steps=steps,
         )
+        for callback in callbacks or []:
+            _set_monitor_mode(callback)
         step_fn = self._train_step_fn()
         self.model.stop_training = False
         cb.on_train_begin()

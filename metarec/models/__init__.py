@@ -49,6 +49,7 @@ Examples
 from metarec.models.baselines import GlobalMean, ItemMean, popular_items
 from metarec.models.linear import UserLinear, fit_user_ridge, item_design, ridge_predict_tasks
 from metarec.models.melu import MeLUNetwork
+from metarec.models.metaemb import FeatureEmbeddingMF, hide_item_ids
 from metarec.models.mf import BiasedMF, IdEmbedding
 from metarec.models.neumf import NeuMF
 from metarec.models.registry import MODELS, build_model
@@ -58,6 +59,7 @@ from metarec.models.wide_deep import WideAndDeep
 __all__ = [
     "MODELS",
     "BiasedMF",
+    "FeatureEmbeddingMF",
     "FeatureSpec",
     "GlobalMean",
     "IdEmbedding",
@@ -68,6 +70,7 @@ __all__ = [
     "WideAndDeep",
     "build_model",
     "fit_user_ridge",
+    "hide_item_ids",
     "item_design",
     "popular_items",
     "ridge_predict_tasks",
