@@ -515,6 +515,8 @@ def load_learner(path: str | Path) -> MetaLearner:
         raise FileNotFoundError(f"{path} holds no saved learner (learner.json is missing); "
                                 "save one with learner.save(path).")
     meta = json.loads((path / "learner.json").read_text())
+    import metarec.models  # noqa: F401  (registers the package's Keras model classes)
+
     cls = _REGISTRY[meta["class"]]
     config = dict(meta["config"])
     model = keras.saving.load_model(path / "model.keras")
