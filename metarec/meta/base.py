@@ -54,6 +54,8 @@ def _dense(g: Any) -> tf.Tensor:
 
 def masked_mse(pred: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Mean squared error over the real (mask 1) rows; 0 when there is none. Shapes ``[N]``."""
+    # Tasks store float32; a float64 model (for numerical checks) gets its own precision.
+    y, mask = tf.cast(y, pred.dtype), tf.cast(mask, pred.dtype)
     return tf.reduce_sum(mask * tf.square(pred - y)) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
@@ -294,7 +296,7 @@ class MetaLearner:
                 self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
                 return loss
             self._compiled[key] = tf.function(step, jit_compile=self.jit_compile,
-                                              reduce_retracing=True)
+                                              reduce_retracing=self.vectorize)
         return self._compiled[key]
 
     def meta_gradients(self, batch: TaskBatch) -> tuple[tf.Tensor, list[tf.Tensor | None]]:
@@ -426,7 +428,7 @@ class MetaLearner:
 
                 return self._map_tasks(one, (sx, sy, sm, qx))
             self._compiled[key] = tf.function(predict, jit_compile=self.jit_compile,
-                                              reduce_retracing=True)
+                                              reduce_retracing=self.vectorize)
         return self._compiled[key]
 
     def predict_query(self, batch: TaskBatch, steps: int | None = None) -> np.ndarray:
