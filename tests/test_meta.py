@@ -333,6 +333,22 @@ def test_metasgd_learning_rates_get_the_right_gradient_and_change():
         np.testing.assert_allclose(rate, 0.2 - 0.5 * grad, rtol=1e-4, atol=1e-6)
 
 
+def test_finetune_gradient_is_the_pooled_mse_gradient():
+    model = tiny_model("float64")
+    tasks = tiny_tasks(SIZES, np.float64)
+    theta = weights_of(model)
+    loss, grads = FineTune(model).meta_gradients(float64_batch(tasks))
+    # Ordinary supervised learning: one mean over every real rating, support and query.
+    x = np.concatenate([np.concatenate([t.support_x["x"], t.query_x["x"]]) for t in tasks])
+    y = np.concatenate([np.concatenate([t.support_y, t.query_y]) for t in tasks])
+    with tf.GradientTape() as tape:
+        tape.watch(theta)
+        expected_loss = f_mse(theta, x, y)
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-12)
+    assert_all_close(dense(grads), dense(tape.gradient(expected_loss, theta)),
+                     rtol=1e-10, atol=1e-13)
+
+
 # ----------------------------------------------------------------------------------------------
 # Synthetic data and the MeLU network
 
@@ -430,11 +446,22 @@ def test_vectorized_equals_per_task(synth, make):
     assert np.abs(embedding[0]).max() > 0  # embedding (IndexedSlices) gradients are exercised
 
 
+def test_per_task_loop_handles_a_smaller_last_batch():
+    # 5 tasks in batches of 2: the last batch has 1 task, so the compiled step is re-traced.
+    tasks = TaskSet(tiny_tasks([(3, 2), (4, 2), (2, 3), (3, 3), (5, 2)]))
+    learner = MAML(tiny_model(), inner_lr=0.1, vectorize=False)
+    history = learner.fit(tasks, epochs=1, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    in_twos = learner.evaluate(tasks, batch_size=2)
+    assert in_twos["mae"] == pytest.approx(learner.evaluate(tasks)["mae"], rel=1e-6)
+
+
 def test_padding_does_not_change_predictions(synth):
     _, _, encoder, tasks = synth
     train = tasks["train"]
     task = min(train, key=lambda t: t.n_support)
     others = [t for t in train if t.n_support > task.n_support + 5][:2]
+    assert len(others) == 2
     learner = MAML(melu_net(encoder), inner_lr=0.1, inner_steps=2)
 
     alone = learner.predict_query(TaskSet([task]).batch())[0]

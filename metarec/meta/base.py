@@ -310,7 +310,10 @@ class MetaLearner:
         theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
         extra = [tf.convert_to_tensor(v) for v in self.extra_variables]
         nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
-        loss, grads, _ = tf.function(self._meta_loss_and_grads)(theta, extra, nt, tensors)
+        if "meta_gradients" not in self._compiled:
+            self._compiled["meta_gradients"] = tf.function(self._meta_loss_and_grads,
+                                                           reduce_retracing=self.vectorize)
+        loss, grads, _ = self._compiled["meta_gradients"](theta, extra, nt, tensors)
         return loss, grads
 
     # ------------------------------------------------------------------ input checks
@@ -500,7 +503,9 @@ class MetaLearner:
         path.mkdir(parents=True, exist_ok=True)
         config = self.get_config()
         if config["adapt"] == "__selected__":
-            config["adapt"] = [v.path for v in self.adapted_variables]
+            # Indices into model.trainable_variables: paths can change when a model that
+            # creates its variables lazily is reloaded, the variable order does not.
+            config["adapt"] = list(self._adapt_idx)
         self.model.save(path / "model.keras")
         extras = {f"extra_{i}": np.asarray(v) for i, v in enumerate(self.extra_variables)}
         np.savez(path / "learner_variables.npz", **extras)
@@ -523,8 +528,7 @@ def load_learner(path: str | Path) -> MetaLearner:
     config = dict(meta["config"])
     model = keras.saving.load_model(path / "model.keras")
     if isinstance(config.get("adapt"), list):
-        wanted = set(config["adapt"])
-        config["adapt"] = lambda v: v.path in wanted
+        config["adapt"] = [model.trainable_variables[i] for i in config["adapt"]]
     learner = cls(model, **config)
     learner._adapt_idx = learner._select(learner.adapt_spec)
     learner._build_extra()
