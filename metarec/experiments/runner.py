@@ -243,6 +243,7 @@ def _progress(total: int, enabled: bool):
 __all__ = [
     "BENCHMARKS",
     "ExperimentConfig",
+    "KeepBestWeights",
     "METRICS",
     "PreparedData",
     "SCENARIOS",
