@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -154,6 +153,7 @@ def run_one(config: dict) -> dict:
     import keras
     import tensorflow as tf
 
+    from metarec.experiments.cost import peak_memory_mib
     from metarec.models.melu import MeLUNetwork
 
     dataset, enc, tasks, batch = _tasks(config["batch_size"])
@@ -194,7 +194,7 @@ def run_one(config: dict) -> dict:
         **config,
         "dataset": dataset,
         "tasks_per_s": n * config["batch_size"] / elapsed,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_memory_mib(),
     }
 
 

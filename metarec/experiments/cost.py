@@ -1,6 +1,6 @@
 """Compute cost of meta-training: time per step and peak memory, each setting in a subprocess.
 
-Peak memory is the resident set size high-water mark (``ru_maxrss``) of a fresh Python
+Peak memory is the resident set size high-water mark (``VmHWM``) of a fresh Python
 process that builds the model and runs the training steps, so settings do not share a
 high-water mark. Time is wall-clock seconds per meta-training step after warm-up.
 """
@@ -15,6 +15,23 @@ import time
 from collections.abc import Sequence
 
 import pandas as pd
+
+
+def peak_memory_mib() -> float:
+    """This process's own peak resident memory in MiB.
+
+    Linux's ``VmHWM`` is reset by ``exec``; ``ru_maxrss`` is inherited from the parent process
+    (a notebook kernel that already used more memory would hide the child's own peak), so it is
+    only the fallback where ``/proc`` is missing.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _measure(config: dict) -> dict:
@@ -43,7 +60,7 @@ def _measure(config: dict) -> dict:
     seconds = (time.perf_counter() - start) / config["repeats"]
     return {**config, "seconds_per_step": seconds,
             "tasks_per_second": config["batch_size"] / seconds,
-            "peak_memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_memory_mib": peak_memory_mib()}
 
 
 def measure_training_cost(method: str = "maml", steps: Sequence[int] = (1, 2, 3, 5),
