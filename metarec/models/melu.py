@@ -14,11 +14,12 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from metarec.models.spec import FeatureSpec, spec_from_config, spec_to_config
+from metarec.models.baselines import _SpecModel
+from metarec.models.spec import FeatureSpec
 
 
 @keras.saving.register_keras_serializable(package="metarec")
-class MeLUNetwork(keras.Model):
+class MeLUNetwork(_SpecModel):
     """User and item feature embeddings followed by the MeLU decision MLP.
 
     Parameters
@@ -44,6 +45,7 @@ class MeLUNetwork(keras.Model):
     #: Regex (on ``variable.path``) of the per-user parameters: the decision layers, as MeLU
     #: adapts them (the leading ``/`` skips the model's own name in the path).
     ADAPT: str = "/decision"
+    _hyper = ("embedding_dim", "hidden_units")
 
     def __init__(self, spec: FeatureSpec, embedding_dim: int = 32,
                  hidden_units: tuple[int, ...] = (64, 64), **kwargs):
@@ -93,15 +95,3 @@ class MeLUNetwork(keras.Model):
         for dense in self.decision:
             h = dense(h)
         return ops.squeeze(self.decision_out(h), axis=-1)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(spec=spec_to_config(self.spec), embedding_dim=self.embedding_dim,
-                      hidden_units=list(self.hidden_units))
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["spec"] = spec_from_config(config["spec"])
-        return cls(**config)
