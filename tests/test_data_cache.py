@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from metarec.data import DATASETS, DataError, check_dataset, get_data_dir, load_movielens
+from metarec.data import (
+    DATASETS,
+    ChecksumMismatchError,
+    DataError,
+    check_dataset,
+    get_data_dir,
+    load_movielens,
+)
 from metarec.data import cache as cache_module
 
 
@@ -198,48 +205,124 @@ def test_manually_placed_archive_is_used(tmp_path, mlfix, fixture_registry, monk
     assert (tmp_path / "ml-100k" / "u.data").read_bytes() == mlfix.files["ml-100k"]["u.data"]
 
 
-def test_corrupt_manual_archive_is_removed(tmp_path, mlfix, fixture_registry, monkeypatch):
+def test_corrupt_manual_archive_is_kept(tmp_path, mlfix, fixture_registry, monkeypatch):
     archive = mlfix.zip(tmp_path / "ml-100k.zip", "ml-100k")
     fixture_registry("ml-100k", archive=archive)
-    archive.write_bytes(archive.read_bytes()[:-10])  # truncated after registering
+    truncated = archive.read_bytes()[:-10]
+    archive.write_bytes(truncated)  # truncated after registering
     monkeypatch.setattr(cache_module, "_fetch", _unexpected_fetch)
-    with pytest.raises(DataError) as info:
+    with pytest.raises(ChecksumMismatchError) as info:
         load_movielens("ml-100k", data_dir=tmp_path)
-    assert "truncated or not the official ml-100k.zip" in str(info.value)
-    assert DATASETS["ml-100k"].archive_sha256 in str(info.value)
-    assert not archive.exists()
+    message = str(info.value)
+    assert "truncated or not the official ml-100k.zip" in message
+    assert DATASETS["ml-100k"].archive_sha256 in message and mlfix.sha(truncated) in message
+    assert "It was left in place" in message
+    assert f"load_movielens_folder({str(tmp_path / 'ml-100k')!r})" in message
+    assert info.value.mismatches == [(archive, DATASETS["ml-100k"].archive_sha256,
+                                      mlfix.sha(truncated))]
+    assert archive.read_bytes() == truncated  # the user's file, byte-identical
+    assert _all_files(tmp_path) == ["ml-100k.zip"]  # and nothing installed
+
+
+def test_manual_archive_installs_only_missing_members(tmp_path, mlfix, fixture_registry,
+                                                      monkeypatch):
+    archive = mlfix.zip(tmp_path / "ml-100k.zip", "ml-100k")
+    fixture_registry("ml-100k", archive=archive)
+    folder = mlfix.write(tmp_path, "ml-100k")
+    (folder / "u.user").unlink()
+    before = {f: (folder / f).stat().st_ino for f in ("u.data", "u.item", "u.genre")}
+    monkeypatch.setattr(cache_module, "_fetch", _unexpected_fetch)
+    ds = load_movielens("ml-100k", data_dir=tmp_path, download=False)
+    assert ds.n_users == 4
+    assert (folder / "u.user").read_bytes() == mlfix.files["ml-100k"]["u.user"]
+    # Verified existing files are not replaced, not even by identical bytes.
+    assert {f: (folder / f).stat().st_ino for f in before} == before
+
+
+def test_place_never_overwrites(tmp_path):
+    (tmp_path / "new").write_bytes(b"ours")
+    (tmp_path / "existing").write_bytes(b"theirs")
+    cache_module._place(tmp_path / "new", tmp_path / "existing")
+    assert (tmp_path / "existing").read_bytes() == b"theirs"
+    cache_module._place(tmp_path / "new", tmp_path / "target")
+    assert (tmp_path / "target").read_bytes() == b"ours"
 
 
 # ---------------------------------------------------------------- cached files with problems
 
 
-def test_member_checksum_mismatch_removes_the_bad_file(tmp_path, mlfix, fixture_registry):
+def test_member_checksum_mismatch_keeps_the_file(tmp_path, mlfix, fixture_registry,
+                                                 write_guard, monkeypatch):
     folder = mlfix.write(tmp_path, "ml-100k")
     fixture_registry("ml-100k")
     good = mlfix.files["ml-100k"]["u.data"]
     bad = good.replace(b"\t5\t", b"\t1\t", 1)
     (folder / "u.data").write_bytes(bad)
-    with pytest.raises(DataError) as info:
-        load_movielens("ml-100k", data_dir=tmp_path, download=False)
+    monkeypatch.setattr(cache_module, "_fetch", _unexpected_fetch)
+    guard = write_guard(tmp_path)
+    with pytest.raises(ChecksumMismatchError) as info:
+        load_movielens("ml-100k", data_dir=tmp_path, download=True)
+    assert guard.attempts == []  # nothing deleted, overwritten or even attempted
     message = str(info.value)
     assert f"{folder / 'u.data'} has SHA-256 {mlfix.sha(bad)}, expected {mlfix.sha(good)}" in (
         message)
-    assert "It was removed" in message
-    assert "python -m metarec data download ml-100k" in message
-    assert not (folder / "u.data").exists()
-    assert (folder / "u.item").exists()  # valid files are kept
+    assert "Nothing was deleted or overwritten" in message
+    # Option 1: the official files or archive; option 2: the custom-copy reader.
+    assert f"put the files of the official ml-100k.zip at {folder}/" in message
+    assert f"the archive itself at {tmp_path / 'ml-100k.zip'}" in message
+    assert f"python -m metarec data download ml-100k --data-dir {tmp_path}" in message
+    assert f"`metarec.data.load_movielens_folder({str(folder)!r})`" in message
+    assert f"`--data-path {folder}`" in message
+    assert info.value.mismatches == [(folder / "u.data", mlfix.sha(good), mlfix.sha(bad))]
+    assert isinstance(info.value, DataError)
+    assert (folder / "u.data").read_bytes() == bad
+    assert _all_files(tmp_path) == ["ml-100k", *sorted(f"ml-100k/{f}"
+                                                       for f in mlfix.files["ml-100k"])]
 
 
-def test_mismatch_is_repaired_by_download(tmp_path, mlfix, fixture_registry, monkeypatch):
-    server = mlfix.zip(tmp_path / "server" / "ml-100k.zip", "ml-100k")
-    fixture_registry("ml-100k", archive=server)
-    folder = mlfix.write(tmp_path / "cache", "ml-100k")
-    (folder / "u.item").write_bytes(b"garbage")
-    monkeypatch.setattr(cache_module, "_fetch", lambda url, dest: shutil.copyfile(server, dest))
-    with pytest.warns(UserWarning, match="Replaced a corrupt file"):
-        ds = load_movielens("ml-100k", data_dir=tmp_path / "cache")
-    assert ds.n_items == 4
-    assert (folder / "u.item").read_bytes() == mlfix.files["ml-100k"]["u.item"]
+def test_mismatch_is_not_repaired_by_download_or_archive(tmp_path, mlfix, fixture_registry,
+                                                         monkeypatch):
+    root = tmp_path / "cache"
+    archive = mlfix.zip(root / "ml-100k.zip", "ml-100k")  # the official (fixture) archive
+    fixture_registry("ml-100k", archive=archive)
+    folder = mlfix.write(root, "ml-100k")
+    (folder / "u.item").write_bytes(b"my own items")
+    (folder / "u.user").unlink()  # missing, but still nothing is installed
+    monkeypatch.setattr(cache_module, "_fetch", _unexpected_fetch)
+    with pytest.raises(ChecksumMismatchError, match=r"u\.item has SHA-256"):
+        load_movielens("ml-100k", data_dir=root)
+    assert (folder / "u.item").read_bytes() == b"my own items"
+    assert not (folder / "u.user").exists()
+    assert archive.is_file()
+
+
+def test_several_mismatches_are_all_named(tmp_path, mlfix, fixture_registry):
+    folder = mlfix.write(tmp_path, "ml-100k")
+    fixture_registry("ml-100k")
+    (folder / "u.item").write_bytes(b"a")
+    (folder / "u.user").write_bytes(b"b")
+    with pytest.raises(ChecksumMismatchError) as info:
+        load_movielens("ml-100k", data_dir=tmp_path, download=False)
+    assert {m[0].name for m in info.value.mismatches} == {"u.item", "u.user"}
+    assert "move these files away" in str(info.value)
+    assert (folder / "u.item").read_bytes() == b"a" and (folder / "u.user").read_bytes() == b"b"
+
+
+def test_partial_real_copy_is_left_byte_identical(ml100k, tmp_path, monkeypatch):
+    # The reported case: a partial official copy in the cache folder must survive a load.
+    source = get_data_dir() / "ml-100k"
+    folder = tmp_path / "ml-100k"
+    shutil.copytree(source, folder)
+    lines = (folder / "u.data").read_bytes().splitlines(keepends=True)
+    partial = b"".join(lines[: len(lines) // 2])
+    (folder / "u.data").write_bytes(partial)
+    monkeypatch.setattr(cache_module, "_fetch", _unexpected_fetch)
+    with pytest.raises(ChecksumMismatchError) as info:
+        load_movielens("ml-100k", data_dir=tmp_path, download=True)
+    assert str(folder / "u.data") in str(info.value)
+    assert DATASETS["ml-100k"].members["ml-100k/u.data"] in str(info.value)
+    assert cache_module.hashlib.sha256(partial).hexdigest() in str(info.value)
+    assert (folder / "u.data").read_bytes() == partial
 
 
 def test_download_false_with_missing_files(tmp_path, monkeypatch):

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from metarec.data import DataError, load_movielens, read_movielens
+from metarec.data import (
+    DataError,
+    cold_start_split,
+    get_data_dir,
+    load_movielens,
+    load_movielens_folder,
+    read_movielens,
+)
 from metarec.data.movielens import ML1M_OCCUPATIONS, age_to_code
 
 # ------------------------------------------------------------------------------- real ml-100k
@@ -190,6 +200,73 @@ def test_missing_file_in_folder(tmp_path, mlfix):
     (folder / "u.user").unlink()
     with pytest.raises(DataError, match="u.user is missing"):
         read_movielens("ml-100k", folder)
+
+
+# ------------------------------------------------------------------------------ custom copies
+
+
+def _partial_ml100k(dest):
+    """A copy of the real ml-100k without the ratings of the even user ids (half the users)."""
+    folder = dest / "my-ml-100k"
+    shutil.copytree(get_data_dir() / "ml-100k", folder)
+    lines = (folder / "u.data").read_bytes().splitlines(keepends=True)
+    (folder / "u.data").write_bytes(b"".join(
+        line for line in lines if int(line.split(b"\t", 1)[0]) % 2 == 1))
+    return folder
+
+
+def test_partial_ml100k_copy_loads_with_a_warning(ml100k, tmp_path):
+    folder = _partial_ml100k(tmp_path)
+    with pytest.warns(UserWarning, match="not comparable with the official") as record:
+        ds = load_movielens_folder(folder)  # format detected from u.data
+    assert str(folder) in str(record[0].message)
+    assert record[0].filename == __file__  # points at the caller
+    assert (ds.name, ds.custom, ds.source) == ("ml-100k", True, str(folder))
+    expected = ml100k.ratings[ml100k.ratings["user_id"] % 2 == 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ds.ratings, expected)
+    assert (ds.n_users, ds.n_items, ds.n_ratings) == (943, 1682, len(expected))
+    assert ds.ratings["user_id"].nunique() == 472
+    assert "custom copy of" in repr(ds)
+    assert not ml100k.custom and ml100k.source is None
+    # The format's default new-item year applies, no surprise.
+    assert cold_start_split(ds).new_item_year == 1997
+
+
+def test_ml1m_format_folder_loads_as_custom(tmp_path, mlfix):
+    folder = mlfix.write(tmp_path, "ml-1m")
+    with pytest.warns(UserWarning, match=r"custom ml-1m copy without checksum verification"):
+        ds = load_movielens_folder(folder)
+    assert (ds.name, ds.custom) == ("ml-1m", True)
+    assert (ds.n_users, ds.n_items, ds.n_ratings) == (3, 4, 5)
+    pd.testing.assert_frame_equal(ds.ratings, read_movielens("ml-1m", folder).ratings)
+    assert cold_start_split(ds, warm_query=0).new_item_year == 1998
+    with pytest.warns(UserWarning):
+        assert load_movielens_folder(str(folder), name="ml-1m").n_ratings == 5
+
+
+def test_read_movielens_stays_silent_and_official(tmp_path, mlfix):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = read_movielens("ml-1m", mlfix.write(tmp_path, "ml-1m"))
+    assert not ds.custom
+
+
+def test_custom_folder_format_errors(tmp_path, mlfix):
+    with pytest.raises(DataError, match="is not a folder"):
+        load_movielens_folder(tmp_path / "nowhere")
+    with pytest.raises(DataError, match=r"holds neither u\.data \(ml-100k format\) or "
+                                        r"ratings\.dat \(ml-1m format\)"):
+        load_movielens_folder(tmp_path)
+    both = mlfix.write(tmp_path, "ml-1m")
+    (both / "u.data").write_bytes(b"")
+    with pytest.raises(DataError, match="pass name='ml-100k' or name='ml-1m'"):
+        load_movielens_folder(both)
+    with pytest.raises(ValueError, match="Unknown MovieLens format"):
+        load_movielens_folder(both, name="ml-20m")
+    folder = mlfix.write(tmp_path / "x", "ml-100k")
+    (folder / "u.item").unlink()
+    with pytest.raises(DataError, match=r"u\.item is missing.*needs all of u\.data, u\.item"):
+        load_movielens_folder(folder)
 
 
 def test_unknown_dataset_name():

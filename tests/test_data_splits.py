@@ -114,6 +114,7 @@ def test_defaults_by_dataset_and_explicit_year(synthetic_small, ml100k):
     other = type(ml100k)("my-data", ml100k.ratings, ml100k.users, ml100k.items, ml100k.genres)
     with pytest.raises(ValueError, match="new_item_year"):
         cold_start_split(other)
+    assert cold_start_split(other, new_item_year=1998).new_item_year == 1998
     with pytest.raises(ValueError, match="new_user_fraction"):
         cold_start_split(ml100k, new_user_fraction=1.0)
 
@@ -144,3 +145,48 @@ def test_scenario_tasks(synthetic_small):
                for a, b in zip(tasks["train"], again["train"], strict=True))
     with pytest.raises(TypeError):
         scenario_tasks(s, enc, query_ratings=s.warm_query)
+
+
+def test_unknown_name_error_says_to_pass_new_item_year(ml100k):
+    other = type(ml100k)("my-data", ml100k.ratings, ml100k.users, ml100k.items, ml100k.genres)
+    with pytest.raises(ValueError) as info:
+        cold_start_split(other)
+    message = str(info.value)
+    assert "'my-data'" in message and "ml-1m 1998, ml-100k 1997" in message
+    assert "pass new_item_year=..." in message
+
+
+def test_custom_copy_gets_the_default_of_its_format(ml100k):
+    custom = type(ml100k)("ml-100k", ml100k.ratings, ml100k.users, ml100k.items, ml100k.genres,
+                          source="/somewhere/my-ml-100k")
+    a, b = cold_start_split(custom, seed=0), cold_start_split(ml100k, seed=0)
+    assert a.new_item_year == b.new_item_year == 1997
+    assert np.array_equal(a.new_users, b.new_users)
+
+
+def test_official_ml100k_has_no_unrated_users(split):
+    assert len(split.unrated_users) == 0
+    assert split.unrated_users.dtype == np.int64
+
+
+def test_users_without_ratings_are_in_no_part(ml100k):
+    # A partial copy: the even user ids keep their user row but lose every rating.
+    ratings = ml100k.ratings[ml100k.ratings["user_id"] % 2 == 1]
+    partial = type(ml100k)("ml-100k", ratings, ml100k.users, ml100k.items, ml100k.genres)
+    s = cold_start_split(partial, seed=0)
+    rated = np.sort(ratings["user_id"].unique())
+    unrated = np.setdiff1d(ml100k.users["user_id"], rated)
+    assert len(rated) == 472 and len(unrated) == 471
+    assert np.array_equal(s.unrated_users, unrated)
+    assert len(s.new_users) == round(0.2 * 472) == 94  # from rated users, not all 943
+    assert len(s.existing_users) == 378
+    assert len(s.validation_users) == round(0.1 * 378) == 38
+    assert np.array_equal(np.union1d(s.new_users, s.existing_users), rated)
+    for ids in (s.new_users, s.existing_users, s.meta_train_users, s.validation_users,
+                s.warm_users):
+        assert not set(ids) & set(unrated)
+    for frame in s.parts.values():
+        assert not _users(frame) & set(unrated)
+    # Every new user has data in a user-cold part.
+    assert set(s.new_users) == _users(s.user_cold) | _users(s.user_item_cold)
+    assert sum(len(s.parts[p]) for p in PARTS if p != "warm_support") == len(ratings)

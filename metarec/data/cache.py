@@ -14,12 +14,22 @@ Rules (:func:`ensure_dataset`):
   is used as is and **nothing is written** (the folder may be read-only, e.g. in CI).
   Verification results are memoised in memory per (path, size, mtime, inode), so repeated loads
   in one process hash each file once.
-* A member with a wrong SHA-256 is removed (best effort) and treated as missing.
+* **A file the package did not write in the same call is never deleted or overwritten.** A
+  member with a wrong SHA-256 (a partial, edited or other-version copy) stops the load with
+  :class:`~metarec.data.ChecksumMismatchError` before anything is written; the message
+  names the file and both checksums and the two ways forward: put the official files (or the
+  official archive) in place, or read the folder as a custom copy without verification with
+  :func:`~metarec.data.load_movielens_folder` (``--data-path`` on the command line).
 * Missing members are restored from ``<dir>/<name>.zip`` if that archive exists (a manually
-  downloaded copy; it is verified first), else downloaded when ``download=True``.
+  downloaded copy; it is verified first, and a wrong checksum raises
+  :class:`~metarec.data.ChecksumMismatchError` and leaves the archive in place), else
+  downloaded when ``download=True``. Only missing members are installed, never on top of an
+  existing file.
 * Download: stream the publisher's URL into a temporary file inside the cache folder, verify
   the archive's SHA-256, extract the needed members into a temporary folder, verify each
-  member's SHA-256, then move each into place with ``os.replace`` (atomic). Temporary files are
+  member's SHA-256, then move each missing one into place atomically (a hard link, which fails
+  rather than replace a file that appeared meanwhile). The package's own temporary files (the
+  partial download, a downloaded archive that fails its checksum, the extraction folder) are
   removed on any exception, so an interrupted download never leaves a half-written file.
 
 Every failure raises :class:`~metarec.data.errors.DataError` naming the fix.
@@ -34,14 +44,13 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from metarec.data.errors import DataError
+from metarec.data.errors import ChecksumMismatchError, DataError
 from metarec.data.registry import DatasetInfo, get_info
 
 __all__ = [
@@ -181,9 +190,12 @@ def ensure_dataset(
 
     Raises
     ------
+    ChecksumMismatchError
+        A member file or the manually placed archive differs from the official release. The
+        file is left untouched; the message names it, both checksums and the fixes.
     DataError
-        Files missing and ``download=False``; download failed (no network); checksum mismatch;
-        member missing from the archive; cache folder not writable.
+        Files missing and ``download=False``; download failed (no network); downloaded archive
+        corrupt; member missing from the archive; cache folder not writable.
 
     Examples
     --------
@@ -196,27 +208,33 @@ def ensure_dataset(
     statuses = check_dataset(name, root)
     if all(s.status == "ok" for s in statuses):
         return root / info.name  # valid cache: no write at all
+    mismatched = [s for s in statuses if s.status == "mismatch"]
+    if mismatched:
+        # Never "repair" by deleting or overwriting: the file may be the user's only copy.
+        raise _mismatch_error(info, root, mismatched)
 
-    notes = [_remove_mismatched(s, info) for s in statuses if s.status == "mismatch"]
-    missing = [s.member for s in statuses if s.status != "ok"]
+    missing = [s.member for s in statuses if s.status == "missing"]
     archive = root / info.archive_name
-    try:
-        if archive.is_file():
-            _install_local_archive(info, archive, root)
-        elif download:
-            _download_and_install(info, root, missing)
-        else:
-            raise DataError(
-                f"{info.name} is not in the cache folder {root}: missing "
-                f"{', '.join(missing)}. {_how_to_get(info, root)}"
-            )
-    except DataError as err:
-        if notes:
-            raise DataError(f"{err}\nAlso: {' '.join(notes)}") from err.__cause__
-        raise
-    for note in notes:  # repaired, but the user should know their copy was damaged
-        warnings.warn(f"Replaced a corrupt file: {note.split(' It was removed')[0]}",
-                      stacklevel=2)
+    if archive.is_file():
+        _install_local_archive(info, archive, root, missing)
+    elif download:
+        _download_and_install(info, root, missing)
+    else:
+        raise DataError(
+            f"{info.name} is not in the cache folder {root}: missing "
+            f"{', '.join(missing)}. {_how_to_get(info, root)}"
+        )
+    # A file may have appeared while we installed (another process): judge what is there now.
+    statuses = check_dataset(name, root)
+    mismatched = [s for s in statuses if s.status == "mismatch"]
+    if mismatched:
+        raise _mismatch_error(info, root, mismatched)
+    still_missing = [s.member for s in statuses if s.status == "missing"]
+    if still_missing:
+        raise DataError(
+            f"{', '.join(still_missing)} could not be installed in {root}. "
+            f"{_how_to_get(info, root)}"
+        )
     return root / info.name
 
 
@@ -240,6 +258,7 @@ def _how_to_get(info: DatasetInfo, root: Path) -> str:
 
 
 def _try_remove(path: Path) -> bool:
+    """Remove one of the package's own temporary files (never a user's file)."""
     try:
         path.unlink()
         return True
@@ -249,14 +268,35 @@ def _try_remove(path: Path) -> bool:
         return False
 
 
-def _remove_mismatched(status: MemberStatus, info: DatasetInfo) -> str:
-    removed = _try_remove(status.path)
-    what = "It was removed" if removed else "It could not be removed: delete it yourself"
+def _custom_copy_hint(folder: Path) -> str:
     return (
-        f"{status.path} has SHA-256 {status.actual}, expected {status.expected}: the file is "
-        f"corrupt or not from the official {info.archive_name}. {what}, then run "
-        f"`python -m metarec data download {info.name}` (or load with download=True) to "
-        f"restore a verified copy."
+        f"read the folder as a custom copy without checksum verification (results are not "
+        f"comparable with the official release): "
+        f"`metarec.data.load_movielens_folder({str(folder)!r})` in Python, or "
+        f"`--data-path {folder}` on the command line."
+    )
+
+
+def _mismatch_error(
+    info: DatasetInfo, root: Path, mismatched: list[MemberStatus]
+) -> ChecksumMismatchError:
+    folder = root / info.name
+    files = "; ".join(
+        f"{s.path} has SHA-256 {s.actual}, expected {s.expected}" for s in mismatched
+    )
+    these, the_file = (("this file", "the file") if len(mismatched) == 1
+                       else ("these files", "the files"))
+    message = (
+        f"{files}: not {the_file} of the official {info.archive_name} (a partial, edited or "
+        f"other-version copy). Nothing was deleted or overwritten. Either\n"
+        f"(1) use the official release: move {these} away, then put the files of the official "
+        f"{info.archive_name} at {folder}/ or the archive itself at {root / info.archive_name} "
+        f"(it is verified and extracted on the next load), or run "
+        f"`python -m metarec data download {info.name} --data-dir {root}`; or\n"
+        f"(2) {_custom_copy_hint(folder)}"
+    )
+    return ChecksumMismatchError(
+        message, [(s.path, s.expected, s.actual or "") for s in mismatched]
     )
 
 
@@ -317,28 +357,38 @@ def _download_and_install(info: DatasetInfo, root: Path, missing: list[str]) -> 
                 f"{info.url} by hand, check its SHA-256 and put it at "
                 f"{root / info.archive_name}."
             )
-        _extract_members(info, tmp, root, f"the downloaded {info.archive_name}")
+        _extract_members(info, tmp, root, f"the downloaded {info.archive_name}", missing)
     finally:
         _try_remove(tmp)
 
 
-def _install_local_archive(info: DatasetInfo, archive: Path, root: Path) -> None:
+def _install_local_archive(
+    info: DatasetInfo, archive: Path, root: Path, missing: list[str]
+) -> None:
     actual = sha256_file(archive)
     if actual != info.archive_sha256:
-        removed = _try_remove(archive)
-        what = "It was removed" if removed else "It could not be removed: delete it yourself"
-        raise DataError(
+        # The user put this archive here: report it, never delete it.
+        raise ChecksumMismatchError(
             f"The archive {archive} has SHA-256 {actual}, expected {info.archive_sha256}: it is "
-            f"truncated or not the official {info.archive_name}. {what}, then download "
-            f"{info.url} again and put it at {archive}, or run "
-            f"`python -m metarec data download {info.name}`."
+            f"truncated or not the official {info.archive_name}. It was left in place and "
+            f"nothing was installed. Either\n"
+            f"(1) move it away, then download {info.url} again and put it at {archive}, or run "
+            f"`python -m metarec data download {info.name} --data-dir {root}`; or\n"
+            f"(2) if it holds your own copy, extract it and "
+            f"{_custom_copy_hint(root / info.name)}",
+            [(archive, info.archive_sha256, actual)],
         )
     _make_root(info, root)
-    _extract_members(info, archive, root, str(archive))
+    _extract_members(info, archive, root, str(archive), missing)
 
 
-def _extract_members(info: DatasetInfo, archive: Path, root: Path, source: str) -> None:
-    """Extract and verify every registered member, then move them into place atomically."""
+def _extract_members(
+    info: DatasetInfo, archive: Path, root: Path, source: str, missing: list[str]
+) -> None:
+    """Extract and verify every registered member, then put the ``missing`` ones in place.
+
+    Existing files are never replaced (see :func:`_place`).
+    """
     tmpdir = Path(tempfile.mkdtemp(dir=root, prefix=f".{info.name}.extract-"))
     try:
         try:
@@ -373,10 +423,26 @@ def _extract_members(info: DatasetInfo, archive: Path, root: Path, source: str) 
                         f"Nothing was installed. Delete it and run "
                         f"`python -m metarec data download {info.name}`."
                     )
-        # Everything verified: only now touch the real cache, one atomic rename per file.
-        for member in info.members:
+        # Everything verified: only now touch the real cache, one atomic step per file.
+        for member in missing:
             final = root / member
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmpdir / member, final)
+            _place(tmpdir / member, final)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _place(src: Path, final: Path) -> None:
+    """Move ``src`` to ``final`` atomically unless ``final`` exists (then leave both alone).
+
+    ``os.link`` fails if the target exists, so a file that appeared meanwhile is never
+    overwritten; ``ensure_dataset`` verifies it afterwards.
+    """
+    try:
+        os.link(src, final)
+    except FileExistsError:
+        return
+    except OSError:  # no hard links on this file system: check, then rename
+        if not final.exists():
+            os.replace(src, final)
+

@@ -48,6 +48,12 @@ class RatingsDataset:
         Genre column names of ``items``, in order.
     truth : SyntheticTruth or None
         Ground truth of a synthetic dataset (``None`` for MovieLens).
+    source : str or None
+        ``None`` for the verified official release (and synthetic data); the folder of a
+        custom copy read without checksum verification by
+        :func:`~metarec.data.load_movielens_folder`. ``name`` stays the format
+        (``"ml-1m"``) so that format defaults (e.g. the new-item year) apply; check
+        ``custom`` before comparing results with the official release.
 
     Examples
     --------
@@ -65,6 +71,12 @@ class RatingsDataset:
     items: pd.DataFrame
     genres: list[str]
     truth: Any = None
+    source: str | None = None
+
+    @property
+    def custom(self) -> bool:
+        """True for a custom copy (not checksum-verified); see ``source``."""
+        return self.source is not None
 
     @property
     def n_users(self) -> int:
@@ -83,8 +95,9 @@ class RatingsDataset:
 
     def __repr__(self) -> str:
         # The dataclass default would print three DataFrames.
+        custom = f", custom copy of {self.source}" if self.custom else ""
         return (f"RatingsDataset({self.name!r}: {self.n_users} users, {self.n_items} items, "
-                f"{self.n_ratings} ratings, {len(self.genres)} genres)")
+                f"{self.n_ratings} ratings, {len(self.genres)} genres{custom})")
 
     def stats(self, min_ratings: int = 13, max_ratings: int = 100) -> dict[str, Any]:
         """Summary statistics; see :func:`dataset_stats`."""

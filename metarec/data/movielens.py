@@ -1,5 +1,16 @@
 """MovieLens 100K and 1M: verified download (via :mod:`metarec.data.cache`) and parsing.
 
+Two ways in:
+
+* :func:`load_movielens` -- the official release, checksum-verified in the cache folder
+  (downloaded if needed). This is what results should be reported on.
+* :func:`load_movielens_folder` -- any folder in MovieLens format (a partial, filtered or
+  edited copy), read **without** checksum verification. The format (ml-100k ``u.data`` or
+  ml-1m ``ratings.dat``) is detected, a ``UserWarning`` says the results are not comparable
+  with the official release, and the dataset keeps the format's ``name`` (so format defaults
+  such as the new-item year of :func:`~metarec.data.cold_start_split` apply) with
+  ``source`` set to the folder (``dataset.custom`` is ``True``).
+
 Both datasets are decoded into the same :class:`~metarec.data.dataset.RatingsDataset` tables:
 
 ==============  ================================  ==========================================
@@ -25,6 +36,7 @@ import csv
 import io
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +55,7 @@ __all__ = [
     "RatingsDataset",
     "age_to_code",
     "load_movielens",
+    "load_movielens_folder",
     "read_movielens",
 ]
 
@@ -68,6 +81,13 @@ ML1M_GENRES: tuple[str, ...] = (
 _UNIT_SEP = "\x1f"  # replaces the two-character "::" so pandas' fast C parser can be used
 _DATE_YEAR = re.compile(r"^\d{1,2}-[A-Za-z]{3}-(\d{4})$")
 _TITLE_YEAR = r"\((\d{4})\)\s*$"
+# Format name -> the ratings file that identifies a folder in that format.
+_FORMAT_FILES: dict[str, str] = {"ml-100k": "u.data", "ml-1m": "ratings.dat"}
+# Format name -> every file the parser reads.
+_FORMAT_MEMBERS: dict[str, tuple[str, ...]] = {
+    "ml-100k": ("u.data", "u.item", "u.user", "u.genre", "u.occupation"),
+    "ml-1m": ("ratings.dat", "users.dat", "movies.dat"),
+}
 
 
 def age_to_code(age: np.ndarray | Sequence[int]) -> np.ndarray:
@@ -106,9 +126,11 @@ def load_movielens(
 
     Raises
     ------
+    ChecksumMismatchError
+        A file in the cache folder differs from the official release (it is left untouched);
+        the message offers :func:`load_movielens_folder` for a custom copy.
     DataError
-        Missing files, failed download, checksum mismatch or malformed row; the message
-        names the fix.
+        Missing files, failed download or malformed row; the message names the fix.
 
     Examples
     --------
@@ -121,11 +143,66 @@ def load_movielens(
     return read_movielens(info.name, root)
 
 
-def read_movielens(name: str, folder: str | os.PathLike[str]) -> RatingsDataset:
-    """Parse an extracted MovieLens folder, without checksum verification.
+def load_movielens_folder(
+    path: str | os.PathLike[str], name: str | None = None
+) -> RatingsDataset:
+    """Load a custom copy in MovieLens format from ``path``, without checksum verification.
 
-    Use :func:`load_movielens` for the official data; this is the parser it calls, exposed for
-    fixtures and for copies whose files differ from the registered checksums.
+    For copies that differ from the official release (a partial download, a filtered or edited
+    copy): nothing is verified, downloaded or written. A ``UserWarning`` says that results on it
+    are not comparable with the official release. On the command line: ``--data-path PATH``.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder holding ``u.data``, ``u.item``, ``u.user``, ``u.genre``, ``u.occupation``
+        (ml-100k format) or ``ratings.dat``, ``users.dat``, ``movies.dat`` (ml-1m format).
+    name : {"ml-100k", "ml-1m"}, optional
+        The format; detected from ``u.data`` / ``ratings.dat`` when not given.
+
+    Returns
+    -------
+    RatingsDataset
+        ``name`` is the format (so format defaults apply, e.g. the new-item year of
+        :func:`~metarec.data.cold_start_split`); ``source`` is the absolute folder and
+        ``custom`` is ``True``. Users without ratings stay in ``users``.
+
+    Raises
+    ------
+    DataError
+        Not a folder, format not recognisable, missing file or malformed row.
+    ValueError
+        Unknown ``name``.
+
+    Examples
+    --------
+    >>> ds = load_movielens_folder("/data/my-ml-1m")        # doctest: +SKIP
+    UserWarning: Reading /data/my-ml-1m as a custom ml-1m copy without checksum verification...
+    >>> ds.name, ds.custom                                  # doctest: +SKIP
+    ('ml-1m', True)
+    """
+    folder = Path(path).expanduser().absolute()
+    if name is None:
+        name = _detect_format(folder)
+    elif name not in _FORMAT_FILES:
+        raise ValueError(f"Unknown MovieLens format {name!r}; choose 'ml-100k' or 'ml-1m'.")
+    dataset = read_movielens(name, folder)
+    dataset.source = str(folder)
+    warnings.warn(
+        f"Reading {folder} as a custom {name} copy without checksum verification: results on "
+        f"it are not comparable with the official MovieLens release (published numbers or runs "
+        f"on the verified data). Use load_movielens({name!r}) for the official release.",
+        UserWarning, stacklevel=2,
+    )
+    return dataset
+
+
+def read_movielens(name: str, folder: str | os.PathLike[str]) -> RatingsDataset:
+    """Parse an extracted MovieLens folder, without checksum verification and silently.
+
+    This is the parser behind :func:`load_movielens` (official data) and
+    :func:`load_movielens_folder` (custom copies: use that one, it warns and marks the dataset
+    as custom); exposed for fixtures.
 
     Parameters
     ----------
@@ -143,6 +220,19 @@ def read_movielens(name: str, folder: str | os.PathLike[str]) -> RatingsDataset:
     if name == "ml-1m":
         return _read_ml1m(folder)
     raise ValueError(f"Unknown MovieLens dataset {name!r}; choose 'ml-100k' or 'ml-1m'.")
+
+
+def _detect_format(folder: Path) -> str:
+    expected = " or ".join(f"{f} ({n} format)" for n, f in _FORMAT_FILES.items())
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder. Pass the folder that holds {expected}.")
+    found = [n for n, f in _FORMAT_FILES.items() if (folder / f).is_file()]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(f"{folder} holds neither {expected}, so its MovieLens format is "
+                        f"unknown. Pass the folder that holds the files themselves.")
+    raise DataError(f"{folder} holds both {expected}; pass name='ml-100k' or name='ml-1m'.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,8 +376,8 @@ def _finish(name: str, path: Path, ratings: pd.DataFrame, users: pd.DataFrame,
 
 
 def _fix_text(path: Path, name: str) -> str:
-    return (f"The file is corrupt or not the official {name} release: delete {path} and run "
-            f"`python -m metarec data download {name}` (or load with download=True) to restore "
+    return (f"The file is corrupt or not in {name} format: fix it, or move {path} away and run "
+            f"`python -m metarec data download {name}` (or load with download=True) to get "
             f"a verified copy.")
 
 
@@ -310,8 +400,10 @@ def _read_bytes(path: Path, name: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
+        files = ", ".join(_FORMAT_MEMBERS.get(name, ()))
         raise DataError(f"{path} is missing. Run `python -m metarec data download {name}` "
-                        f"(or load with download=True).") from None
+                        f"(or load with download=True); a custom copy in {name} format needs "
+                        f"all of {files}.") from None
 
 
 def _read_lines(path: Path, name: str) -> list[str]:

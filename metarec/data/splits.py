@@ -7,10 +7,16 @@ each combination is a scenario.
 Rules (all seeded by ``seed``; the same seed gives the same split):
 
 1. **Items.** An item is *new* if its release year is ``>= new_item_year`` and *existing*
-   otherwise; items with an unknown year count as existing. Default threshold by dataset:
-   ml-1m 1998, ml-100k 1997, synthetic 1997 (about the newest 20% of items).
-2. **Users.** A random ``new_user_fraction`` of the users of ``dataset.users`` (rounded) is
-   *new*, the rest *existing*.
+   otherwise; items with an unknown year count as existing. ``new_item_year`` is an option;
+   its default goes by ``dataset.name``: ml-1m 1998, ml-100k 1997, synthetic 1997 (about the
+   newest 20% of items). A custom copy read by
+   :func:`~metarec.data.load_movielens_folder` keeps its format's name and so gets
+   that format's default; any other name needs ``new_item_year``.
+2. **Users.** Only users with at least one rating are split; users of ``dataset.users``
+   without any rating (e.g. in a partial copy) are in no part and listed in
+   ``unrated_users``. A random ``new_user_fraction`` of the rated users (rounded) is *new*,
+   the rest *existing*. (On the official MovieLens releases every user has ratings, so this
+   changes nothing there.)
 3. **Validation.** A random ``validation_fraction`` of the existing users (rounded) are
    *validation users*; the others are *meta-train users*.
 4. **Warm hold-out.** A meta-train user with ``n`` ratings on existing items is *warm-eligible*
@@ -82,7 +88,9 @@ class ColdStartSplit:
         The dataset that was split.
     existing_users, new_users, meta_train_users, validation_users : int64 arrays
         Sorted raw user ids. ``meta_train_users`` and ``validation_users`` partition
-        ``existing_users``.
+        ``existing_users``. Only users with at least one rating.
+    unrated_users : int64 array
+        Sorted ids of the users of ``dataset.users`` without any rating (in no part).
     warm_users : int64 array
         Sorted ids of the warm-eligible meta-train users.
     existing_items, new_items : int64 arrays
@@ -98,6 +106,7 @@ class ColdStartSplit:
     new_users: np.ndarray
     meta_train_users: np.ndarray
     validation_users: np.ndarray
+    unrated_users: np.ndarray
     warm_users: np.ndarray
     existing_items: np.ndarray
     new_items: np.ndarray
@@ -146,8 +155,10 @@ class ColdStartSplit:
         return pd.DataFrame(rows).set_index("part")
 
     def __repr__(self) -> str:
+        unrated = (f" ({len(self.unrated_users)} users without ratings left out)"
+                   if len(self.unrated_users) else "")
         return (f"ColdStartSplit({self.dataset.name}: {len(self.existing_users)} existing / "
-                f"{len(self.new_users)} new users, {len(self.existing_items)} existing / "
+                f"{len(self.new_users)} new users{unrated}, {len(self.existing_items)} existing / "
                 f"{len(self.new_items)} new items (year >= {self.new_item_year}), "
                 f"train {len(self.train)} ratings, seed={self.seed})")
 
@@ -170,9 +181,10 @@ def cold_start_split(
     dataset : RatingsDataset
     new_item_year : int, optional
         Items released in or after this year are new. Default from
-        :data:`DEFAULT_NEW_ITEM_YEAR` (required for other dataset names).
+        :data:`DEFAULT_NEW_ITEM_YEAR` by ``dataset.name`` (a custom MovieLens copy has its
+        format's name); required for other dataset names.
     new_user_fraction : float in [0, 1)
-        Fraction of users drawn as new users.
+        Fraction of the users with at least one rating drawn as new users.
     validation_fraction : float in [0, 1)
         Fraction of existing users held out for validation (early stopping).
     warm_query : int
@@ -197,8 +209,11 @@ def cold_start_split(
     """
     if new_item_year is None:
         if dataset.name not in DEFAULT_NEW_ITEM_YEAR:
-            raise ValueError(f"No default new_item_year for dataset {dataset.name!r}; pass "
-                             f"new_item_year=... (items released in or after it are new).")
+            known = ", ".join(f"{k} {v}" for k, v in DEFAULT_NEW_ITEM_YEAR.items())
+            raise ValueError(f"No default new_item_year for dataset {dataset.name!r} (defaults: "
+                             f"{known}); pass new_item_year=..., e.g. "
+                             f"cold_start_split(dataset, new_item_year=1998) (items released in "
+                             f"or after that year are new).")
         new_item_year = DEFAULT_NEW_ITEM_YEAR[dataset.name]
     for label, value in (("new_user_fraction", new_user_fraction),
                          ("validation_fraction", validation_fraction)):
@@ -218,8 +233,11 @@ def cold_start_split(
     item_ids = dataset.items["item_id"].to_numpy(np.int64)
     new_items, existing_items = np.sort(item_ids[is_new_item]), np.sort(item_ids[~is_new_item])
 
-    # Rules 2-3: users (sorted first so that the draw does not depend on table order).
-    users = np.sort(dataset.users["user_id"].to_numpy(np.int64))
+    # Rules 2-3: users with ratings only (a user without any would be an empty "new user").
+    # Sorted first so that the draw does not depend on table order.
+    all_users = np.sort(dataset.users["user_id"].to_numpy(np.int64))
+    rated = np.isin(all_users, dataset.ratings["user_id"].to_numpy(np.int64))
+    users, unrated_users = all_users[rated], all_users[~rated]
     permuted = users[user_rng.permutation(len(users))]
     n_new = int(round(new_user_fraction * len(users)))
     new_users, existing_users = np.sort(permuted[:n_new]), np.sort(permuted[n_new:])
@@ -255,7 +273,8 @@ def cold_start_split(
         dataset=dataset,
         existing_users=existing_users, new_users=new_users,
         meta_train_users=meta_train_users, validation_users=validation_users,
-        warm_users=warm_users, existing_items=existing_items, new_items=new_items,
+        unrated_users=unrated_users, warm_users=warm_users,
+        existing_items=existing_items, new_items=new_items,
         train=train,
         validation=part(val_user_row & ~new_item_row),
         warm_support=train[train["user_id"].isin(warm_users)],

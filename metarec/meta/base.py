@@ -434,6 +434,66 @@ class MetaLearner:
                                               reduce_retracing=self.vectorize)
         return self._compiled[key]
 
+    def _predict_curve_fn(self, max_steps: int):
+        key = ("curve", max_steps)
+        if key not in self._compiled:
+            def curve(batch):
+                sx, sy, sm, qx, _, _ = batch
+                theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+                nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+                fast0, frozen = self._split(theta)
+
+                def one(task):
+                    sx_, sy_, sm_, qx_ = task
+                    fast, preds = list(fast0), []
+                    for k in range(max_steps + 1):
+                        if k > 0:  # one more inner step from the previous weights
+                            fast, _ = self._adapt_task(fast, frozen, nt, sx_, sy_, sm_, 1,
+                                                       create_graph=False, training=False)
+                        pred, _ = self._forward(self._merge(fast, frozen), nt, qx_,
+                                                training=False)
+                        preds.append(pred)
+                    return tf.stack(preds)  # [K + 1, Q]
+
+                return self._map_tasks(one, (sx, sy, sm, qx))
+            self._compiled[key] = tf.function(curve, jit_compile=self.jit_compile,
+                                              reduce_retracing=self.vectorize)
+        return self._compiled[key]
+
+    def evaluate_steps(self, tasks: TaskSet, max_steps: int, batch_size: int = 256,
+                       ks: Sequence[int] = (1, 3), per_task: bool = False) -> pd.DataFrame:
+        """Metrics after 0, 1, ..., ``max_steps`` inner steps, computed in one pass.
+
+        The adaptation curve: the same as calling :meth:`evaluate` with ``steps=k`` for every
+        ``k`` (same step rule and rate), at the cost of one ``evaluate(steps=max_steps)``.
+        Returns one row per step count (column ``steps``), or with ``per_task`` one row per
+        (step count, task) with ``user_id``.
+        """
+        if len(tasks) == 0:
+            raise ValueError(f"{self.display_name}.evaluate_steps: the TaskSet is empty.")
+        if int(max_steps) < 0:
+            raise ValueError(f"evaluate_steps: max_steps must be >= 0, got {max_steps}.")
+        max_steps = int(max_steps)
+        frames = []
+        for batch in tasks.batches(batch_size, shuffle=False):
+            preds = self._predict_curve_fn(max_steps)(self._prepare(batch)).numpy()
+            for k in range(max_steps + 1):
+                metrics = task_metrics(batch.query_y, preds[:, k], batch.query_mask,
+                                       ks=tuple(ks))
+                frame = pd.DataFrame({k_: np.asarray(v) for k_, v in metrics.items()})
+                frame.insert(0, "steps", k)
+                frame.insert(1, "user_id", batch.user_ids)
+                frames.append(frame)
+        table = pd.concat(frames, ignore_index=True)
+        if per_task:
+            return table.sort_values("steps", kind="stable").reset_index(drop=True)
+        rows = []
+        for k, part in table.groupby("steps", sort=True):
+            summary = summarize({c: part[c].to_numpy() for c in part.columns
+                                 if c not in ("steps", "user_id")})
+            rows.append({"steps": int(k), **summary})
+        return pd.DataFrame(rows)
+
     def predict_query(self, batch: TaskBatch, steps: int | None = None) -> np.ndarray:
         """Adapt to each task's support set, then predict its query set: ``[T, Q]``."""
         steps = self.inner_steps if steps is None else int(steps)

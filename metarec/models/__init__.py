@@ -16,6 +16,7 @@ name              class                 ``ADAPT`` (per-user parameters)
 ``neumf``         :class:`NeuMF`        ``/user_``: user embeddings of both towers
 ``wide_deep``     :class:`WideAndDeep`  ``/decision``: the deep decision layers (as MeLU)
 ``melu``          :class:`MeLUNetwork`  ``/decision``: the decision layers (MeLU)
+``melu_ids``      :class:`MeLUWithIds`  ``/decision``: as ``melu``; also has id embeddings
 ================  ====================  ==========================================================
 
 ``ADAPT`` is a regular expression searched in ``variable.path``; it starts with ``/`` so that it
@@ -48,7 +49,7 @@ Examples
 
 from metarec.models.baselines import GlobalMean, ItemMean, popular_items
 from metarec.models.linear import UserLinear, fit_user_ridge, item_design, ridge_predict_tasks
-from metarec.models.melu import MeLUNetwork
+from metarec.models.melu import MeLUNetwork, MeLUWithIds
 from metarec.models.metaemb import FeatureEmbeddingMF, hide_item_ids
 from metarec.models.mf import BiasedMF, IdEmbedding
 from metarec.models.neumf import NeuMF
@@ -65,6 +66,7 @@ __all__ = [
     "IdEmbedding",
     "ItemMean",
     "MeLUNetwork",
+    "MeLUWithIds",
     "NeuMF",
     "UserLinear",
     "WideAndDeep",

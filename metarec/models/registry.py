@@ -8,7 +8,7 @@ import keras
 
 from metarec.models.baselines import GlobalMean, ItemMean
 from metarec.models.linear import UserLinear
-from metarec.models.melu import MeLUNetwork
+from metarec.models.melu import MeLUNetwork, MeLUWithIds
 from metarec.models.mf import BiasedMF
 from metarec.models.neumf import NeuMF
 from metarec.models.spec import FeatureSpec, spec_from_config
@@ -25,6 +25,7 @@ MODELS: dict[str, type[keras.Model]] = {
     "neumf": NeuMF,
     "wide_deep": WideAndDeep,
     "melu": MeLUNetwork,
+    "melu_ids": MeLUWithIds,
 }
 
 
