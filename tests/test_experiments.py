@@ -62,8 +62,10 @@ def test_same_seed_same_results(tiny_results):
 def test_summary_table_mean_and_std():
     rows = [{"method": "a", "scenario": "warm", "mae": v, "rmse": v, "ndcg@1": v, "ndcg@3": v}
             for v in (1.0, 2.0, 3.0)]
-    table = summary_table(pd.DataFrame(rows), ["mae"])
+    table = summary_table(pd.DataFrame(rows), ["mae"], decimals=1)
     assert table.loc["a", ("mae", "warm")] == "2.0 ± 1.0"
+    one_seed = summary_table(pd.DataFrame(rows[:1]), ["mae"], decimals=2)
+    assert one_seed.loc["a", ("mae", "warm")] == "1.00"  # no "± 0.0": the spread is undefined
 
 
 def test_unknown_names_are_explained():

@@ -1,4 +1,4 @@
-"""``python -m metarec experiment {list,run}``: run a named benchmark from the command line."""
+"""``python -m metarec experiment {list,tune,run}``: tune and run benchmarks from the shell."""
 
 from __future__ import annotations
 
@@ -8,50 +8,139 @@ from typing import Any
 
 
 def register_experiment_commands(subparsers: Any) -> None:
-    """Add ``experiment {list,run}`` to the top-level command line."""
-    exp = subparsers.add_parser("experiment", help="run a named benchmark",
-                                description="Run a named benchmark and write its results.")
-    commands = exp.add_subparsers(dest="experiment_command", metavar="{list,run}",
+    """Add ``experiment {list,tune,run}`` to the top-level command line."""
+    exp = subparsers.add_parser("experiment", help="tune and run a named benchmark",
+                                description="Tune and run a named benchmark; write its results.")
+    commands = exp.add_subparsers(dest="experiment_command", metavar="{list,tune,run}",
                                   required=True)
-    p = commands.add_parser("list", help="list the benchmarks and methods")
+    p = commands.add_parser("list", help="list the benchmarks, methods and grid cells")
     p.set_defaults(func=_cmd_list)
-    p = commands.add_parser("run", help="run a benchmark; writes NAME.csv and NAME.md")
+
+    p = commands.add_parser(
+        "tune", help="tune every grid cell with Optuna on validation users",
+        description="Tune the cells of a grid benchmark (Optuna, SQLite studies under OUT, "
+                    "resumable) and write OUT/NAME.configs.json.")
+    p.add_argument("name", help="grid benchmark name (see `experiment list`)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="finished trials per cell (default: the benchmark's)")
+    p.add_argument("--models", nargs="+", help="tune only these models")
+    p.add_argument("--schemes", nargs="+", help="tune only these schemes")
+    p.add_argument("--resume", action="store_true",
+                   help="continue studies that already have trials")
+    _data_options(p)
+    p.set_defaults(func=_cmd_tune)
+
+    p = commands.add_parser("run", help="run a benchmark; writes its results files into OUT")
     p.add_argument("name", help="benchmark name (see `experiment list`)")
     p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
-    p.add_argument("--methods", nargs="+", help="override the methods")
+    p.add_argument("--methods", nargs="+", help="override the methods (recipe benchmarks)")
+    p.add_argument("--cells", nargs="+", help="run only these grid cells (model/scheme)")
     p.add_argument("--epochs", type=int, help="override every method's training epochs")
     p.add_argument("--dataset", help="override the dataset (synthetic, ml-100k, ml-1m)")
-    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--configs", type=Path,
+                   help="tuned configurations (default: OUT/NAME.configs.json)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished (seed, cell) results in OUT and run only the others")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results of another run in OUT")
+    _data_options(p)
     p.set_defaults(func=_cmd_run)
 
 
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument("--data-path", type=Path,
+                   help="a custom folder in MovieLens format (ml-100k u.data or ml-1m "
+                        "ratings.dat), read without checksum verification")
+    p.add_argument("--new-item-year", type=int,
+                   help="items released in or after this year are new (default per dataset)")
+    p.add_argument("--threads", type=int,
+                   help="TensorFlow threads (e.g. 1 to run two tunings side by side)")
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
-    from metarec.experiments import BENCHMARKS, METHODS
+    from metarec.experiments import BENCHMARKS, METHODS, grid_cells
 
     print("benchmarks:")
     for name, cfg in BENCHMARKS.items():
-        print(f"  {name:16s} dataset={cfg.dataset} seeds={list(cfg.seeds)} "
-              f"methods={len(cfg.methods)}")
-    print("methods:")
+        kind = f"grid, {cfg.n_trials} trials/cell" if cfg.grid else f"{len(cfg.methods)} methods"
+        print(f"  {name:16s} dataset={cfg.dataset} seeds={list(cfg.seeds)} {kind}")
+    print("grid cells (model/scheme):")
+    for cell in grid_cells():
+        print(f"  {cell.name:22s} {cell.label}")
+    print("recipes of the teaching chapters (methods):")
     for name, method in METHODS.items():
         print(f"  {name:16s} {method.label}")
     return 0
 
 
+def _benchmark(name: str):
+    from metarec.experiments import BENCHMARKS
+
+    if name not in BENCHMARKS:
+        raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[name]
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from metarec.experiments import grid_cells, prepare_benchmark, tune_grid
+    from metarec.experiments.tuning import TUNING_SEED
+
+    config = _benchmark(args.name)
+    if not config.grid:
+        print(f"{args.name} is not a grid benchmark; `tune` needs one (see `experiment list`).")
+        return 2
+    config = replace(config, **_data_changes(args))
+    _set_threads(args.threads)
+    cells = grid_cells(args.models, args.schemes)
+    data = prepare_benchmark(config, TUNING_SEED)
+    configs = tune_grid(data, Path(args.out), config.name,
+                        n_trials=args.trials or config.n_trials, cells=cells, resume=args.resume)
+    print(f"wrote {Path(args.out) / (config.name + '.configs.json')} ({len(configs)} cells)")
+    for name, cfg in configs.items():
+        print(f"  {name:22s} val MAE {cfg['val_mae']:.4f}  {cfg['n_trials']} trials "
+              f"({cfg['n_pruned']} pruned)  {cfg['tuning_seconds'] / 60:.1f} min")
+    return 0
+
+
+def _data_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if args.data_path is not None:
+        changes["data_path"] = str(args.data_path)
+    if args.new_item_year is not None:
+        changes["new_item_year"] = args.new_item_year
+    return changes
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from metarec.experiments import BENCHMARKS, run_experiment, summary_table
+    from metarec.experiments import run_experiment, run_grid, summary_table
 
-    if args.name not in BENCHMARKS:
-        print(f"unknown benchmark {args.name!r}; choose from {', '.join(BENCHMARKS)}")
-        return 2
-    config = BENCHMARKS[args.name]
+    config = _benchmark(args.name)
     changes = {k: v for k, v in {"seeds": args.seeds, "methods": args.methods,
                                  "epochs": args.epochs, "dataset": args.dataset}.items()
                if v is not None}
-    config = replace(config, **changes)
-    results = run_experiment(config, out_dir=Path(args.out))
+    config = replace(config, **changes, **_data_changes(args))
+    _set_threads(args.threads)
+    out = Path(args.out)
+    if config.grid:
+        configs = args.configs or out / f"{config.name}.configs.json"
+        paths = run_grid(config, configs, out, cells=args.cells, resume=args.resume,
+                         overwrite=args.overwrite)
+        print("wrote " + ", ".join(str(p) for p in paths))
+        return 0
+    results = run_experiment(config, out_dir=out)
     print(summary_table(results, ["mae", "ndcg@3"]).to_markdown())
-    print(f"wrote {Path(args.out) / (config.name + '.csv')} and .md")
+    print(f"wrote {out / (config.name + '.csv')} and .md")
     return 0

@@ -1,22 +1,25 @@
-"""The methods compared in the experiments: a model, a learner and their hyper-parameters.
+"""Named recipes of the earlier chapters: a model, a learner and fixed hyper-parameters.
 
-Every method is trained on the same meta-training tasks and evaluated the same way: on each
-test user's support set it takes ``eval_steps`` gradient steps of size ``inner_lr`` on its
-per-user variables (``adapt``), then predicts the query set. For the non-meta baselines
-(:class:`~metarec.meta.FineTune`) this is fine-tuning with the step budget of MeLU-5 (5 steps);
-for the meta-learners it is their own inner loop. So methods differ only in how their starting
-weights were learned, which is the question the book asks.
+These recipes (:data:`METHODS`) are the hand-set configurations the teaching chapters use; they
+are **not tuned** and not a fair comparison: the baselines take ``FINE_TUNE_STEPS`` test-time
+steps, most meta-learners one, and every inner learning rate is 1e-3. The fair, tuned
+comparison of chapter 9 is :mod:`metarec.experiments.grid` (every model trained conventionally
+and meta-trained, each cell tuned with the same budget on validation users).
+
+Every network built here starts its output bias at the mean training rating (``global_mean``,
+passed by :func:`~metarec.experiments.train_method`).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keras
 
 from metarec import meta
-from metarec.models import build_model
+from metarec.models import MODELS, build_model
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,8 @@ class Method:
     """A named recipe: ``model`` (a :data:`metarec.models.MODELS` key) + ``learner`` class.
 
     ``adapt=None`` means the model's own ``ADAPT`` regex (its per-user variables).
-    ``epochs=0`` skips gradient training (closed-form baselines).
+    ``epochs=0`` skips gradient training (closed-form baselines). ``eval_steps`` is the number
+    of inner steps taken on a test user's support set (``None``: ``inner_steps``).
     """
 
     name: str
@@ -39,15 +43,29 @@ class Method:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     learner_kwargs: dict[str, Any] = field(default_factory=dict)
     paper_optimizer: bool = False
+    eval_steps: int | None = None
 
     def with_(self, **changes: Any) -> Method:
         """A copy with some fields changed (e.g. ``inner_steps`` for a sweep)."""
         return replace(self, **changes)
 
-    def build(self, spec, seed: int = 0) -> meta.MetaLearner:
-        """A fresh, compiled learner; ``seed`` fixes the initial weights."""
+    @property
+    def test_steps(self) -> int:
+        """Inner steps taken on a test user's support set."""
+        return self.inner_steps if self.eval_steps is None else self.eval_steps
+
+    def build(self, spec, seed: int = 0, global_mean: float | None = None) -> meta.MetaLearner:
+        """A fresh, compiled learner; ``seed`` fixes the initial weights.
+
+        ``global_mean`` (the mean training rating) initialises the model's intercept or output
+        bias, for every model class that has one (``global_mean`` hyper-parameter).
+        """
         keras.utils.set_random_seed(seed)
-        model = build_model(self.model, spec, **self.model_kwargs)
+        kwargs = dict(self.model_kwargs)
+        if global_mean is not None and "global_mean" in inspect.signature(
+                MODELS[self.model].__init__).parameters:
+            kwargs.setdefault("global_mean", float(global_mean))
+        model = build_model(self.model, spec, **kwargs)
         adapt = self.adapt if self.adapt is not None else model.ADAPT
         cls = getattr(meta, self.learner)
         learner = cls(model, inner_lr=self.inner_lr, inner_steps=self.inner_steps, adapt=adapt,

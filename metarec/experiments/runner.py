@@ -34,6 +34,7 @@ from metarec.data import (
     TaskSet,
     cold_start_split,
     load_movielens,
+    load_movielens_folder,
     make_synthetic,
     scenario_tasks,
 )
@@ -46,7 +47,13 @@ METRICS = ("mae", "rmse", "ndcg@1", "ndcg@3")
 
 @dataclass
 class ExperimentConfig:
-    """What to run. ``python -m metarec experiment run NAME`` uses :data:`BENCHMARKS`."""
+    """What to run. ``python -m metarec experiment run NAME`` uses :data:`BENCHMARKS`.
+
+    ``grid=True`` makes it a fair-comparison benchmark (:mod:`metarec.experiments.grid`): every
+    cell is tuned with ``n_trials`` Optuna trials, then run with ``seeds``. ``data_path`` reads
+    a custom MovieLens-format folder instead of the official release (no checksum check);
+    ``new_item_year`` overrides the dataset's default threshold of new items.
+    """
 
     name: str
     dataset: str = "ml-100k"
@@ -57,9 +64,19 @@ class ExperimentConfig:
     batch_size: int = 32
     patience: int = 3
     synthetic_kwargs: dict = field(default_factory=dict)
+    grid: bool = False
+    n_trials: int = 8
+    data_path: str | None = None
+    new_item_year: int | None = None
 
 
 BENCHMARKS: dict[str, ExperimentConfig] = {
+    "fair-ml100k": ExperimentConfig("fair-ml100k", dataset="ml-100k", grid=True,
+                                    seeds=(0, 1, 2, 3, 4)),
+    "fair-ml1m": ExperimentConfig("fair-ml1m", dataset="ml-1m", grid=True,
+                                  seeds=(0, 1, 2, 3, 4)),
+    "fair-synthetic": ExperimentConfig("fair-synthetic", dataset="synthetic", grid=True,
+                                       seeds=(0, 1, 2, 3, 4)),
     "melu-ml100k": ExperimentConfig("melu-ml100k", dataset="ml-100k"),
     "melu-ml1m": ExperimentConfig("melu-ml1m", dataset="ml-1m"),
     "melu-synthetic": ExperimentConfig("melu-synthetic", dataset="synthetic"),
@@ -68,8 +85,13 @@ BENCHMARKS: dict[str, ExperimentConfig] = {
 }
 
 
-def load_dataset(name: str, seed: int = 0, **synthetic_kwargs) -> RatingsDataset:
-    """``"synthetic"`` (generated with ``seed``) or a MovieLens name (cached download)."""
+def load_dataset(name: str, seed: int = 0, path: str | Path | None = None,
+                 **synthetic_kwargs) -> RatingsDataset:
+    """``"synthetic"`` (generated with ``seed``), a MovieLens name (checksummed cached download),
+    or, with ``path``, a custom folder in MovieLens format (no checksum check; it warns that
+    results are not comparable with the official release)."""
+    if path is not None:
+        return load_movielens_folder(path, name=None if name == "synthetic" else name)
     if name == "synthetic":
         return make_synthetic(seed=seed, **synthetic_kwargs)
     return load_movielens(name)
@@ -84,12 +106,28 @@ class PreparedData:
     encoder: FeatureEncoder
     tasks: dict[str, TaskSet]
 
+    @property
+    def train_mean(self) -> float:
+        """Mean rating of the training part: the starting intercept/output bias of models."""
+        return float(self.split.train["rating"].mean())
 
-def prepare(dataset: RatingsDataset, seed: int) -> PreparedData:
-    """Cold-start split, encoder fitted on the training part, and the tasks of every part."""
-    split = cold_start_split(dataset, seed=seed)
+
+def prepare(dataset: RatingsDataset, seed: int,
+            new_item_year: int | None = None) -> PreparedData:
+    """Cold-start split, encoder fitted on the training part, and the tasks of every part.
+
+    ``new_item_year``: items released in or after it are new (default: the dataset's).
+    """
+    split = cold_start_split(dataset, seed=seed, new_item_year=new_item_year)
     encoder = FeatureEncoder().fit(dataset, split.train)
     return PreparedData(dataset, split, encoder, scenario_tasks(split, encoder, seed=seed))
+
+
+def prepare_benchmark(config: ExperimentConfig, seed: int) -> PreparedData:
+    """Load ``config``'s dataset (official, synthetic or custom folder) and prepare ``seed``."""
+    dataset = load_dataset(config.dataset, seed=seed, path=config.data_path,
+                           **config.synthetic_kwargs)
+    return prepare(dataset, seed, new_item_year=config.new_item_year)
 
 
 class KeepBestWeights(keras.callbacks.Callback):
@@ -121,10 +159,18 @@ class KeepBestWeights(keras.callbacks.Callback):
 
 def train_method(method: Method | str, data: PreparedData, seed: int, *,
                  epochs: int | None = None, batch_size: int = 32, patience: int = 3,
-                 verbose: int = 0) -> tuple[MetaLearner, float]:
-    """Build and train one method; returns the learner and the training time in seconds."""
+                 verbose: int = 0,
+                 callbacks: Sequence[keras.callbacks.Callback] = ()
+                 ) -> tuple[MetaLearner, float]:
+    """Build and train one method; returns the learner and the training time in seconds.
+
+    Training stops early when the validation users' MAE has not improved for ``patience``
+    epochs, and the weights of the best epoch are restored. ``callbacks`` (Keras callbacks,
+    e.g. a ``keras.callbacks.LambdaCallback`` that logs every epoch) are called too; they see
+    ``loss`` and ``val_mae``, ``val_rmse``, ``val_ndcg@k`` in the epoch logs.
+    """
     method = get_method(method) if isinstance(method, str) else method
-    learner = method.build(data.encoder.spec, seed=seed)
+    learner = method.build(data.encoder.spec, seed=seed, global_mean=data.train_mean)
     start = time.perf_counter()
     if hasattr(learner.model, "fit_closed_form"):
         learner.model.fit_closed_form(data.split.train, data.encoder)
@@ -133,7 +179,8 @@ def train_method(method: Method | str, data: PreparedData, seed: int, *,
         stop = keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=patience)
         best = KeepBestWeights(learner)
         learner.fit(data.tasks["train"], epochs=n_epochs, batch_size=batch_size,
-                    validation_tasks=data.tasks["validation"], callbacks=[stop, best],
+                    validation_tasks=data.tasks["validation"],
+                    callbacks=[stop, best, *callbacks],
                     verbose=verbose)
     return learner, time.perf_counter() - start
 
@@ -169,8 +216,8 @@ def run_experiment(config: ExperimentConfig | str, out_dir: str | Path | None = 
     jobs = [(seed, m) for seed in config.seeds for m in methods]
     bar = _progress(len(jobs), enabled=progress)
     for seed in config.seeds:
-        dataset = load_dataset(config.dataset, seed=seed, **config.synthetic_kwargs)
-        data = prepare(dataset, seed)
+        data = prepare_benchmark(config, seed)
+        dataset = data.dataset
         for method in methods:
             bar.set_description(f"seed {seed} {method.name}")
             learner, seconds = train_method(method, data, seed, epochs=config.epochs,
@@ -189,10 +236,16 @@ def run_experiment(config: ExperimentConfig | str, out_dir: str | Path | None = 
 
 def summary_table(results: pd.DataFrame, metrics: Sequence[str] = METRICS,
                   decimals: int = 4) -> pd.DataFrame:
-    """Mean ± standard deviation over seeds; rows = methods, columns = (scenario, metric)."""
+    """Mean ± standard deviation over seeds; rows = methods, columns = (scenario, metric).
+
+    With a single seed the spread is undefined and only the mean is shown.
+    """
     grouped = results.groupby(["method", "scenario"], sort=False)[list(metrics)]
-    mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-    cells = mean.round(decimals).astype(str) + " ± " + std.round(decimals).astype(str)
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    fmt = f"{{:.{decimals}f}}"
+    cells = mean.map(fmt.format)
+    spread = std.notna()
+    cells = cells.where(~spread, cells + " ± " + std.map(fmt.format))
     table = cells.unstack("scenario")
     order = list(dict.fromkeys(results["method"]))
     scen = [s for s in SCENARIOS if s in set(results["scenario"])]
@@ -221,7 +274,8 @@ def write_results(results: pd.DataFrame, out_dir: Path, name: str) -> tuple[Path
     for metric in METRICS:
         table = summary_table(results, [metric])
         table.columns = [c[1] for c in table.columns]
-        parts.append(f"\n## {metric} (mean ± std over seeds)\n\n{table.to_markdown()}\n")
+        title = "mean ± std over seeds" if len(seeds) > 1 else "one seed: no spread"
+        parts.append(f"\n## {metric} ({title})\n\n{table.to_markdown()}\n")
     _atomic_write(md_path, "".join(parts))
     return csv_path, md_path
 
@@ -229,6 +283,7 @@ def write_results(results: pd.DataFrame, out_dir: Path, name: str) -> tuple[Path
 class _NoBar:
     def update(self, n: int = 1) -> None: ...
     def set_description(self, text: str) -> None: ...
+    def set_postfix_str(self, text: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -250,6 +305,7 @@ __all__ = [
     "evaluate_scenarios",
     "load_dataset",
     "prepare",
+    "prepare_benchmark",
     "run_experiment",
     "summary_table",
     "train_method",

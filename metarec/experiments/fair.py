@@ -1,0 +1,186 @@
+"""Run the tuned grid for several seeds and write per-user results (chapter 9's data).
+
+For every seed and every cell of the configs file (:mod:`metarec.experiments.tuning`):
+
+1. the seed fixes the cold-start split, the task draws, the initial weights and the task order;
+2. the cell is trained with its tuned configuration (early stopping on the validation users);
+3. every test user of every scenario is adapted with 0..``MAX_TEST_STEPS`` inner steps in one
+   pass; the cell's result is the step count chosen in tuning, the others give the test-time
+   steps curve;
+4. for the support-size sweep, the conventional cell and the meta cell with the best
+   *validation* MAE of each model are also scored with 1, 2, 3, 5, 10 and 20 support ratings
+   on the same new users.
+
+Files written into ``out_dir`` (each replaced atomically after every (seed, cell), so an
+interruption loses at most the running cell; ``resume=True`` skips what is done):
+
+* ``NAME.users.csv.gz``: one row per (seed, cell, scenario, test user) at the chosen steps;
+* ``NAME.curves.csv``: per (seed, cell, scenario, steps) the user-averaged metrics;
+* ``NAME.support.csv``: per (seed, cell, support size) the user-cold metrics;
+* ``NAME.runs.csv``: per (seed, cell) the training time and epochs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from metarec.experiments.grid import MAX_TEST_STEPS, PATIENCE, SCHEMES, Cell, cell_method
+from metarec.experiments.runner import (
+    SCENARIOS,
+    ExperimentConfig,
+    _progress,
+    prepare_benchmark,
+    train_method,
+)
+from metarec.experiments.sweeps import support_size_sweep
+from metarec.experiments.tuning import load_configs
+
+#: Support sizes of the support-size sweep (ratings per new user).
+SUPPORT_SIZES = (1, 2, 3, 5, 10, 20)
+_PARTS = ("users", "curves", "support", "runs")
+
+
+def output_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
+    """The result files of benchmark ``name`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    return {"users": out_dir / f"{name}.users.csv.gz", "curves": out_dir / f"{name}.curves.csv",
+            "support": out_dir / f"{name}.support.csv", "runs": out_dir / f"{name}.runs.csv"}
+
+
+def sweep_cells(configs: dict[str, Any]) -> list[str]:
+    """Per model: its conventional cell and its meta cell with the lowest validation MAE."""
+    chosen = []
+    cells = configs["cells"]
+    for model in dict.fromkeys(c["model"] for c in cells.values()):
+        mine = {n: c for n, c in cells.items() if c["model"] == model}
+        conv = [n for n, c in mine.items() if not SCHEMES[c["scheme"]].meta]
+        meta = [n for n, c in mine.items() if SCHEMES[c["scheme"]].meta]
+        chosen += conv
+        if meta:
+            chosen.append(min(meta, key=lambda n: mine[n]["val_mae"]))
+    return chosen
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """Write a CSV (gzip if the name ends in .gz) via a temp file and a rename; the file gets
+    the permissions of a normally created file (the user's umask), not the temp file's 0600."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        compression = "gzip" if path.suffix == ".gz" else None
+        # mtime=0: the same results give the same bytes (no timestamp in the gzip header).
+        opts = {"method": "gzip", "mtime": 0} if compression else None
+        frame.to_csv(tmp, index=False, float_format="%.6f", compression=opts)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_writable(out_dir: Path) -> None:
+    import tempfile
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise OSError(f"Cannot write results into {out_dir}: {err}. Choose another --out "
+                      "folder before training starts.") from err
+
+
+def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | Path, *,
+             cells: Sequence[str] | None = None, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> list[Path]:
+    """Train and evaluate every tuned cell for every seed of ``config``; returns the files."""
+    configs = load_configs(configs_path)
+    names = list(configs["cells"]) if cells is None else list(cells)
+    for name in names:
+        Cell.parse(name)
+        if name not in configs["cells"]:
+            raise ValueError(f"{name} has no tuned configuration in {configs_path}; tune it "
+                             f"first (`python -m metarec experiment tune {config.name}`).")
+    if len(set(config.seeds)) != len(config.seeds):
+        raise ValueError(f"Duplicate seeds {list(config.seeds)}: every seed must be distinct.")
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    paths = output_paths(out_dir, config.name)
+    existing = [p for p in paths.values() if p.exists()]
+    frames: dict[str, list[pd.DataFrame]] = {k: [] for k in _PARTS}
+    done: set[tuple[int, str]] = set()
+    if existing and resume:
+        for key, path in paths.items():
+            if path.exists():
+                frames[key].append(pd.read_csv(path))
+        runs = pd.concat(frames["runs"]) if frames["runs"] else pd.DataFrame()
+        done = {(int(s), c) for s, c in zip(runs.get("seed", []), runs.get("cell", []),
+                                              strict=True)}
+    elif existing and not overwrite:
+        raise FileExistsError(
+            f"{', '.join(str(p) for p in existing)} already exist(s). Pass --resume to "
+            "continue that run, --overwrite to replace it, or choose another --out folder.")
+    swept = set(sweep_cells(configs))
+    jobs = [(s, n) for s in config.seeds for n in names if (s, n) not in done]
+    bar = _progress(len(jobs), enabled=progress)
+    for seed in config.seeds:
+        if all((seed, n) in done for n in names):
+            continue
+        data = prepare_benchmark(config, seed)
+        for name in names:
+            if (seed, name) in done:
+                continue
+            bar.set_description(f"seed {seed} {name}")
+            cfg = configs["cells"][name]
+            cell = Cell(cfg["model"], cfg["scheme"])
+            method = cell_method(cell, cfg["params"], test_steps=cfg["test_steps"])
+            learner, seconds = train_method(method, data, seed, batch_size=config.batch_size,
+                                            patience=PATIENCE)
+            learner.inner_steps = method.test_steps  # evaluate() defaults to the chosen steps
+            ident = {"seed": seed, "cell": name, "model": cell.model, "scheme": cell.scheme}
+            for scenario in SCENARIOS:
+                table = learner.evaluate_steps(data.tasks[scenario], MAX_TEST_STEPS,
+                                               per_task=True)
+                chosen = table[table["steps"] == method.test_steps].drop(columns="steps")
+                frames["users"].append(chosen.assign(**ident, scenario=scenario))
+                curve = table.drop(columns="user_id").groupby("steps").mean().reset_index()
+                frames["curves"].append(curve.assign(**ident, scenario=scenario))
+            if name in swept:
+                sweep = support_size_sweep(learner, data, SUPPORT_SIZES, "user_cold", seed)
+                frames["support"].append(sweep.assign(**ident))
+            epochs = len(learner.history.history["loss"]) if learner.history else 0
+            frames["runs"].append(pd.DataFrame([{**ident, "dataset": data.dataset.name,
+                                                 "train_seconds": seconds, "epochs": epochs,
+                                                 "test_steps": method.test_steps}]))
+            _write_all(frames, paths)
+            bar.update(1)
+    bar.close()
+    return list(paths.values())
+
+
+def _write_all(frames: dict[str, list[pd.DataFrame]], paths: dict[str, Path]) -> None:
+    ident = ["seed", "cell", "model", "scheme"]
+    for key, parts in frames.items():
+        if not parts:
+            continue
+        frame = pd.concat(parts, ignore_index=True)
+        first = [c for c in [*ident, "scenario", "user_id", "steps", "support_size"]
+                 if c in frame.columns]
+        write_frame(frame[first + [c for c in frame.columns if c not in first]], paths[key])
+
+
+__all__ = ["SUPPORT_SIZES", "output_paths", "run_grid", "sweep_cells", "write_frame"]
