@@ -68,6 +68,7 @@ notebooks: venv
 			--ExecutePreprocessor.timeout=$(NB_CELL_TIMEOUT) \
 			--ExecutePreprocessor.record_timing=False \
 			"$$nb"; \
+		$(BIN)/python tools/clean_notebook_outputs.py "$$nb"; \
 	done
 
 clean:

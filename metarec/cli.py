@@ -125,8 +125,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print(f"  MISMATCH  {s.member:<{width}}  sha256 {s.actual}, expected {s.expected}")
     bad = [s for s in statuses if s.status != "ok"]
     if bad:
-        print(f"{len(bad)} of {len(statuses)} files missing or corrupt: run "
-              f"`python -m metarec data download {args.name}` to restore them.")
+        mismatched = [s for s in bad if s.status == "mismatch"]
+        print(f"{len(bad)} of {len(statuses)} files missing or different from the official "
+              f"{args.name} release.")
+        if mismatched:
+            print("Nothing was changed. A file that differs is never replaced: move it away "
+                  f"first, then run `python -m metarec data download {args.name}`; or, if it "
+                  "is your own (e.g. partial) copy, use it as a custom folder with "
+                  "`--data-path FOLDER` (experiment commands) or "
+                  "`metarec.data.load_movielens_folder(FOLDER)` in Python.")
+        else:
+            print(f"Run `python -m metarec data download {args.name}` to fetch the missing "
+                  "files.")
         return 1
     print(f"all {len(statuses)} files verified")
     return 0

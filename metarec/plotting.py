@@ -163,3 +163,62 @@ def plot_cold_start_split(split: Any, ax: plt.Axes | None = None) -> plt.Axes:
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
+
+
+def plot_intervals(
+    table: pd.DataFrame,
+    label_col: str,
+    ax: plt.Axes | None = None,
+    mean_col: str = "mean_diff",
+    low_col: str = "ci_low",
+    high_col: str = "ci_high",
+    xlabel: str = "difference",
+    better: str = "left",
+) -> plt.Axes:
+    """Horizontal 95% intervals, one row per line of ``table``, with a vertical line at 0.
+
+    Intervals that exclude 0 on the ``better`` side are drawn in blue, on the other side in red,
+    the rest in grey (not significant). Used for paired differences (meta scheme minus
+    conventional training): ``better="left"`` for errors (MAE), ``"right"`` for nDCG.
+
+    Examples
+    --------
+    >>> plot_intervals(diffs.query("scenario == 'user_cold'"), "label")   # doctest: +SKIP
+    """
+    ax = _axes(ax, figsize=(5, 0.3 * len(table) + 1))
+    y = np.arange(len(table))[::-1]
+    lo, hi = table[low_col].to_numpy(float), table[high_col].to_numpy(float)
+    good = hi < 0 if better == "left" else lo > 0
+    bad = lo > 0 if better == "left" else hi < 0
+    colors = np.where(good, "tab:blue", np.where(bad, "tab:red", "0.55"))
+    mean = table[mean_col].to_numpy(float)
+    for yi, m, a, b, c in zip(y, mean, lo, hi, colors, strict=True):
+        ax.plot([a, b], [yi, yi], color=c, lw=2)
+        ax.plot(m, yi, "o", color=c, ms=4)
+    ax.axvline(0.0, color="k", lw=0.8)
+    ax.set_yticks(y, table[label_col].tolist())
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_band(
+    x: Sequence[float],
+    mean: Sequence[float],
+    low: Sequence[float],
+    high: Sequence[float],
+    label: str,
+    ax: plt.Axes | None = None,
+    **line_kwargs: Any,
+) -> plt.Axes:
+    """A curve with a shaded interval (e.g. mean and 95% interval over seeds).
+
+    Examples
+    --------
+    >>> plot_band(sizes, mae, lo, hi, label="MAML")                        # doctest: +SKIP
+    """
+    ax = _axes(ax)
+    (line,) = ax.plot(x, mean, marker="o", ms=3, label=label, **line_kwargs)
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, lw=0)
+    ax.grid(alpha=0.3)
+    return ax

@@ -6,7 +6,9 @@ For every seed and every cell of the configs file (:mod:`metarec.experiments.tun
 2. the cell is trained with its tuned configuration (early stopping on the validation users);
 3. every test user of every scenario is adapted with 0..``MAX_TEST_STEPS`` inner steps in one
    pass; the cell's result is the step count chosen in tuning, the others give the test-time
-   steps curve;
+   steps curve. Predictions are clipped to the rating scale of the training ratings (1 to 5
+   on MovieLens), and a user whose adapted predictions become NaN (a too-large inner rate) is
+   scored with the un-adapted model's predictions and flagged (``diverged``);
 4. for the support-size sweep, the conventional cell and the meta cell with the best
    *validation* MAE of each model are also scored with 1, 2, 3, 5, 10 and 20 support ratings
    on the same new users.
@@ -17,7 +19,8 @@ interruption loses at most the running cell; ``resume=True`` skips what is done)
 * ``NAME.users.csv.gz``: one row per (seed, cell, scenario, test user) at the chosen steps;
 * ``NAME.curves.csv``: per (seed, cell, scenario, steps) the user-averaged metrics;
 * ``NAME.support.csv``: per (seed, cell, support size) the user-cold metrics;
-* ``NAME.runs.csv``: per (seed, cell) the training time and epochs.
+* ``NAME.runs.csv``: per (seed, cell) the training time, epochs, test steps and, for Meta-SGD,
+  the median, 90th percentile and share of negative learned inner learning rates.
 """
 
 from __future__ import annotations
@@ -27,17 +30,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from metarec.data import TaskSet
 from metarec.experiments.grid import MAX_TEST_STEPS, PATIENCE, SCHEMES, Cell, cell_method
 from metarec.experiments.runner import (
+    METRICS,
     SCENARIOS,
     ExperimentConfig,
     _progress,
     prepare_benchmark,
     train_method,
 )
-from metarec.experiments.sweeps import support_size_sweep
+from metarec.experiments.sweeps import support_size_tasks
 from metarec.experiments.tuning import load_configs
 
 #: Support sizes of the support-size sweep (ratings per new user).
@@ -152,24 +158,61 @@ def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | 
                                             patience=PATIENCE)
             learner.inner_steps = method.test_steps  # evaluate() defaults to the chosen steps
             ident = {"seed": seed, "cell": name, "model": cell.model, "scheme": cell.scheme}
+            groups = {scenario: data.tasks[scenario] for scenario in SCENARIOS}
+            if name in swept:
+                sizes = support_size_tasks(data, SUPPORT_SIZES, "user_cold", seed)
+                groups.update({f"support_{n}": tasks for n, tasks in sizes.items()})
+            ratings = data.split.train["rating"]
+            table = _evaluate_together(learner, groups, (float(ratings.min()),
+                                                         float(ratings.max())))
             for scenario in SCENARIOS:
-                table = learner.evaluate_steps(data.tasks[scenario], MAX_TEST_STEPS,
-                                               per_task=True)
-                chosen = table[table["steps"] == method.test_steps].drop(columns="steps")
+                part = table[table["group"] == scenario].drop(columns="group")
+                chosen = part[part["steps"] == method.test_steps].drop(columns="steps")
                 frames["users"].append(chosen.assign(**ident, scenario=scenario))
-                curve = table.drop(columns="user_id").groupby("steps").mean().reset_index()
+                curve = part.drop(columns="user_id").groupby("steps").mean().reset_index()
                 frames["curves"].append(curve.assign(**ident, scenario=scenario))
             if name in swept:
-                sweep = support_size_sweep(learner, data, SUPPORT_SIZES, "user_cold", seed)
-                frames["support"].append(sweep.assign(**ident))
+                rows = []
+                for n in SUPPORT_SIZES:
+                    part = table[(table["group"] == f"support_{n}")
+                                 & (table["steps"] == method.test_steps)]
+                    rows.append({"support_size": n, "n_tasks": len(part),
+                                 **{m: float(part[m].mean()) for m in METRICS},
+                                 "diverged": float(part["diverged"].mean())})
+                frames["support"].append(pd.DataFrame(rows).assign(**ident))
             epochs = len(learner.history.history["loss"]) if learner.history else 0
-            frames["runs"].append(pd.DataFrame([{**ident, "dataset": data.dataset.name,
-                                                 "train_seconds": seconds, "epochs": epochs,
-                                                 "test_steps": method.test_steps}]))
+            run = {**ident, "dataset": data.dataset.name, "train_seconds": seconds,
+                   "epochs": epochs, "test_steps": method.test_steps,
+                   "inner_lr": method.inner_lr}
+            rates = getattr(learner, "learning_rates", None)
+            if rates:  # Meta-SGD: how far the learned step sizes moved from their start
+                flat = np.concatenate([np.ravel(r.numpy()) for r in rates])
+                run.update(lr_median=float(np.median(flat)), lr_p90=float(np.quantile(flat, 0.9)),
+                           lr_negative=float(np.mean(flat < 0)))
+            frames["runs"].append(pd.DataFrame([run]))
             _write_all(frames, paths)
             bar.update(1)
     bar.close()
     return list(paths.values())
+
+
+def _evaluate_together(learner: Any, groups: dict[str, TaskSet],
+                       scale: tuple[float, float]) -> pd.DataFrame:
+    """Per-task metrics after 0..MAX_TEST_STEPS steps for several task sets in one pass.
+
+    The task sets are joined into one padded batch, so the adaptation curve is compiled once
+    per learner instead of once per task-set shape (tracing dominated the run time).
+    ``group`` says which set each row comes from. Predictions are clipped to the rating
+    ``scale``, and a user whose adapted predictions are NaN is scored with the un-adapted
+    model's (flagged in ``diverged``): what a guarded recommender would serve.
+    """
+    names = [name for name, tasks in groups.items() for _ in range(len(tasks))]
+    joined = TaskSet([task for tasks in groups.values() for task in tasks])
+    table = learner.evaluate_steps(joined, MAX_TEST_STEPS, batch_size=len(joined),
+                                   per_task=True, diverged="fallback", clip=scale)
+    # evaluate_steps keeps the task order within every step count.
+    table["group"] = np.tile(names, MAX_TEST_STEPS + 1)
+    return table
 
 
 def _write_all(frames: dict[str, list[pd.DataFrame]], paths: dict[str, Path]) -> None:

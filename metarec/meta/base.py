@@ -461,14 +461,29 @@ class MetaLearner:
         return self._compiled[key]
 
     def evaluate_steps(self, tasks: TaskSet, max_steps: int, batch_size: int = 256,
-                       ks: Sequence[int] = (1, 3), per_task: bool = False) -> pd.DataFrame:
+                       ks: Sequence[int] = (1, 3), per_task: bool = False,
+                       diverged: str = "raise",
+                       clip: tuple[float, float] | None = None) -> pd.DataFrame:
         """Metrics after 0, 1, ..., ``max_steps`` inner steps, computed in one pass.
 
         The adaptation curve: the same as calling :meth:`evaluate` with ``steps=k`` for every
         ``k`` (same step rule and rate), at the cost of one ``evaluate(steps=max_steps)``.
         Returns one row per step count (column ``steps``), or with ``per_task`` one row per
         (step count, task) with ``user_id``.
+
+        ``diverged``: what to do when adaptation makes a task's predictions NaN or infinite
+        (a too-large inner learning rate after many steps): ``"raise"`` a ``ValueError``, or
+        ``"nan"``: that task's metrics are NaN at that step count (and the step count's
+        average is NaN), so a curve can show where adaptation breaks down; or ``"fallback"``:
+        that task is scored with its un-adapted (0-step) predictions, as a guarded service
+        would serve it. The per-task table flags such rows in column ``diverged``.
+
+        ``clip=(low, high)`` clips predictions to the rating scale before scoring (infinite
+        predictions become the nearest bound; NaN stays NaN).
         """
+        if diverged not in ("raise", "nan", "fallback"):
+            raise ValueError(f"evaluate_steps: diverged must be 'raise', 'nan' or 'fallback', "
+                             f"got {diverged!r}.")
         if len(tasks) == 0:
             raise ValueError(f"{self.display_name}.evaluate_steps: the TaskSet is empty.")
         if int(max_steps) < 0:
@@ -477,10 +492,23 @@ class MetaLearner:
         frames = []
         for batch in tasks.batches(batch_size, shuffle=False):
             preds = self._predict_curve_fn(max_steps)(self._prepare(batch)).numpy()
+            if clip is not None:
+                preds = np.clip(preds, clip[0], clip[1])  # NaN stays NaN
             for k in range(max_steps + 1):
-                metrics = task_metrics(batch.query_y, preds[:, k], batch.query_mask,
-                                       ks=tuple(ks))
-                frame = pd.DataFrame({k_: np.asarray(v) for k_, v in metrics.items()})
+                pred = preds[:, k]
+                bad = ~np.isfinite(np.where(batch.query_mask > 0, pred, 0.0)).all(axis=1)
+                if bad.any() and diverged == "raise":
+                    raise ValueError(
+                        f"{self.display_name}: predictions of {int(bad.sum())} task(s) became "
+                        f"NaN or infinite after {k} inner steps (inner_lr={self.inner_lr}); "
+                        "lower inner_lr or the number of steps, or pass diverged='nan'.")
+                fallback = bad if diverged == "fallback" else np.zeros_like(bad)
+                pred = np.where(bad[:, None], np.where(fallback[:, None], preds[:, 0], 0.0), pred)
+                metrics = task_metrics(batch.query_y, pred, batch.query_mask, ks=tuple(ks))
+                lost = bad & ~fallback
+                frame = pd.DataFrame({k_: np.where(lost, np.nan, np.asarray(v, dtype=float))
+                                      for k_, v in metrics.items()})
+                frame["diverged"] = bad
                 frame.insert(0, "steps", k)
                 frame.insert(1, "user_id", batch.user_ids)
                 frames.append(frame)
@@ -489,8 +517,9 @@ class MetaLearner:
             return table.sort_values("steps", kind="stable").reset_index(drop=True)
         rows = []
         for k, part in table.groupby("steps", sort=True):
-            summary = summarize({c: part[c].to_numpy() for c in part.columns
-                                 if c not in ("steps", "user_id")})
+            # A diverged task makes the step count's average NaN (not a silent, kinder mean).
+            summary = {c: float(part[c].mean(skipna=False)) for c in part.columns
+                       if c not in ("steps", "user_id")}
             rows.append({"steps": int(k), **summary})
         return pd.DataFrame(rows)
 

@@ -2,9 +2,11 @@
 
 ``FineTune`` trains the model with ordinary supervised learning on all ratings of the training
 tasks (support and query rows pooled, mean squared error). At evaluation it adapts to each
-user's support set exactly like the meta-learners -- ``inner_steps`` SGD steps of size
-``inner_lr`` on the ``adapt`` variables -- so a comparison with MAML differs only in how the
-initial weights were learned. With ``inner_steps=0`` it is the plain, un-personalised model.
+user's support set with the meta-learners' inner loop -- ``inner_steps`` SGD steps of size
+``inner_lr`` on the ``adapt`` variables. A fair comparison with a meta-learner also gives both
+the same tuning budget for these test-time settings (chapter 9, :mod:`metarec.experiments.grid`):
+a well-trained model with a tuned fine-tuning step is a strong baseline. With
+``inner_steps=0`` it is the plain, un-personalised model.
 """
 
 from __future__ import annotations
