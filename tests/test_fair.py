@@ -305,3 +305,30 @@ def test_guarded_scoring_clips_and_falls_back(data):
     clipped = learner.evaluate_steps(data.tasks["user_cold"], 1, per_task=True,
                                      clip=(1.0, 5.0))
     assert clipped["mae"].max() <= 4.0 + 1e-9  # no prediction outside the 1..5 scale
+
+
+def test_cli_tunes_and_runs_a_grid(tmp_path, monkeypatch, capsys):
+    from metarec.cli import main as cli_main
+    from metarec.experiments import runner
+
+    monkeypatch.setitem(runner.BENCHMARKS, "tiny-grid", ExperimentConfig(
+        "tiny-grid", dataset="synthetic", grid=True, seeds=(0,), synthetic_kwargs=SMALL))
+    out = str(tmp_path)
+    args = ["experiment", "tune", "tiny-grid", "--out", out, "--trials", "2",
+            "--models", "item_mean", "--schemes", "finetune", "maml"]
+    assert cli_main(args) == 0
+    configs = json.loads((tmp_path / "tiny-grid.configs.json").read_text())
+    assert set(configs["cells"]) == {"item_mean/finetune", "item_mean/maml"}
+    with pytest.raises(FileExistsError, match="--resume"):
+        cli_main(args)  # a finished study is never silently extended
+    assert cli_main([*args[:-5], "--trials", "3", "--models", "item_mean", "--schemes",
+                     "finetune", "--resume"]) == 0
+    configs = json.loads((tmp_path / "tiny-grid.configs.json").read_text())
+    assert configs["cells"]["item_mean/finetune"]["n_trials"] == 3
+    run = ["experiment", "run", "tiny-grid", "--out", out, "--cells", "item_mean/finetune"]
+    assert cli_main(run) == 0
+    assert (tmp_path / "tiny-grid.users.csv.gz").exists()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        cli_main(run)
+    assert cli_main([*run, "--overwrite"]) == 0
+    capsys.readouterr()
