@@ -163,7 +163,7 @@ def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | 
                 sizes = support_size_tasks(data, SUPPORT_SIZES, "user_cold", seed)
                 groups.update({f"support_{n}": tasks for n, tasks in sizes.items()})
             ratings = data.split.train["rating"]
-            table = _evaluate_together(learner, groups, (float(ratings.min()),
+            table = evaluate_groups(learner, groups, (float(ratings.min()),
                                                          float(ratings.max())))
             for scenario in SCENARIOS:
                 part = table[table["group"] == scenario].drop(columns="group")
@@ -196,7 +196,7 @@ def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | 
     return list(paths.values())
 
 
-def _evaluate_together(learner: Any, groups: dict[str, TaskSet],
+def evaluate_groups(learner: Any, groups: dict[str, TaskSet],
                        scale: tuple[float, float]) -> pd.DataFrame:
     """Per-task metrics after 0..MAX_TEST_STEPS steps for several task sets in one pass.
 
@@ -226,4 +226,5 @@ def _write_all(frames: dict[str, list[pd.DataFrame]], paths: dict[str, Path]) ->
         write_frame(frame[first + [c for c in frame.columns if c not in first]], paths[key])
 
 
-__all__ = ["SUPPORT_SIZES", "output_paths", "run_grid", "sweep_cells", "write_frame"]
+__all__ = ["SUPPORT_SIZES", "evaluate_groups", "output_paths", "run_grid", "sweep_cells",
+           "write_frame"]
