@@ -49,7 +49,7 @@ METRICS = ("mae", "rmse", "ndcg@1", "ndcg@3")
 class ExperimentConfig:
     """What to run. ``python -m metarec experiment run NAME`` uses :data:`BENCHMARKS`.
 
-    ``grid=True`` makes it a fair-comparison benchmark (:mod:`metarec.experiments.grid`): every
+    ``grid=True`` makes it a fair-comparison benchmark (module ``metarec.experiments.grid``): every
     cell is tuned with ``n_trials`` Optuna trials, then run with ``seeds``. ``data_path`` reads
     a custom MovieLens-format folder instead of the official release (no checksum check);
     ``new_item_year`` overrides the dataset's default threshold of new items.
