@@ -135,9 +135,6 @@ class MetaLearner:
     ):
         if inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0, got {inner_steps}.")
-        if not np.isfinite(float(inner_lr)):
-            raise ValueError(f"inner_lr must be a finite number, got {inner_lr}: a NaN or "
-                             "infinite step size would turn every adapted weight into NaN.")
         self.model = model
         self.inner_lr = float(inner_lr)
         self.inner_steps = int(inner_steps)
@@ -296,17 +293,7 @@ class MetaLearner:
                 pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
                 pairs += [(g, v) for g, v in zip(extra_grads, self.extra_variables, strict=True)
                           if g is not None]
-                grads_ = [tf.convert_to_tensor(g) for g, _ in pairs]
-                # Apply the update only if the loss and every gradient are finite: a diverging
-                # step must not turn the trained weights (or Adam's moments) into NaN.
-                finite = tf.reduce_all([tf.math.is_finite(loss)]
-                                       + [tf.reduce_all(tf.math.is_finite(g)) for g in grads_])
-
-                def apply():
-                    self.optimizer.apply(grads_, [v for _, v in pairs])
-                    return tf.constant(True)
-
-                tf.cond(finite, apply, lambda: tf.constant(False))
+                self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
                 return loss
             self._compiled[key] = tf.function(step, jit_compile=self.jit_compile,
                                               reduce_retracing=self.vectorize)
@@ -396,29 +383,9 @@ class MetaLearner:
         for callback in callbacks or []:
             _set_monitor_mode(callback)
         step_fn = self._train_step_fn()
-        # Build the learner (Meta-SGD's rates) and the optimizer's variables before tracing:
-        # the guarded update runs inside a tf.cond, where no variable may be created.
-        self._prepare(tasks.batch([0]))
-        self._build_optimizer()
         self.model.stop_training = False
         cb.on_train_begin()
         logs: dict[str, float] = {}
-        try:
-            self._fit_epochs(tasks, epochs, batch_size, validation_tasks, cb, step_fn, shuffle,
-                             validation_batch_size, logs)
-        finally:
-            # Also after an error: callbacks that restore weights (KeepBestWeights) must run.
-            cb.on_train_end(logs)
-        self.history = next(c for c in cb.callbacks if isinstance(c, keras.callbacks.History))
-        return self.history
-
-    def _build_optimizer(self) -> None:
-        variables = list(self.model.trainable_variables) + list(self.extra_variables)
-        if not self.optimizer.built:
-            self.optimizer.build(variables)
-
-    def _fit_epochs(self, tasks, epochs, batch_size, validation_tasks, cb, step_fn, shuffle,
-                    validation_batch_size, logs) -> None:
         for epoch in range(epochs):
             cb.on_epoch_begin(epoch)
             losses = []
@@ -429,21 +396,21 @@ class MetaLearner:
                 if not np.isfinite(loss):
                     raise FloatingPointError(
                         f"{self.display_name}: the meta-loss became {loss} at epoch {epoch + 1}, "
-                        f"step {i + 1}; that step was not applied, so the model keeps its last "
-                        "finite weights. Lower the outer learning rate or inner_lr "
+                        f"step {i + 1}. Lower the outer learning rate or inner_lr "
                         f"(now {self.inner_lr}), or check the ratings for NaN."
                     )
                 losses.append(loss)
                 cb.on_train_batch_end(i, {"loss": loss})
-            epoch_logs = {"loss": float(np.mean(losses))}
+            logs = {"loss": float(np.mean(losses))}
             if validation_tasks is not None:
                 val = self.evaluate(validation_tasks, batch_size=validation_batch_size)
-                epoch_logs.update({f"val_{k}": v for k, v in val.items()})
-            cb.on_epoch_end(epoch, epoch_logs)
-            logs.clear()
-            logs.update(epoch_logs)  # what on_train_end sees
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            cb.on_epoch_end(epoch, logs)
             if getattr(self.model, "stop_training", False):
                 break
+        cb.on_train_end(logs)
+        self.history = next(c for c in cb.callbacks if isinstance(c, keras.callbacks.History))
+        return self.history
 
     # ------------------------------------------------------------------ evaluation
     def _predict_fn(self, steps: int):
