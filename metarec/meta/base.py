@@ -413,52 +413,47 @@ class MetaLearner:
         return self.history
 
     # ------------------------------------------------------------------ evaluation
-    def _predict_fn(self, steps: int):
-        key = ("predict", steps)
+    def _per_task_fn(self, key: Any, one_task: Callable) -> Callable:
+        """Compile ``one_task(fast0, frozen, nt, (sx, sy, sm, qx))`` mapped over a batch's tasks.
+
+        Shared by prediction and the adaptation curve: both start every task from the current
+        weights, split into adapted (``fast0``) and frozen ones.
+        """
         if key not in self._compiled:
-            def predict(batch):
+            def batch_fn(batch):
                 sx, sy, sm, qx, _, _ = batch
                 theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
                 nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
                 fast0, frozen = self._split(theta)
-
-                def one(task):
-                    sx_, sy_, sm_, qx_ = task
-                    fast, nt_ = self._adapt_task(list(fast0), frozen, nt, sx_, sy_, sm_, steps,
-                                                 create_graph=False, training=False)
-                    pred, _ = self._forward(self._merge(fast, frozen), nt_, qx_, training=False)
-                    return pred
-
-                return self._map_tasks(one, (sx, sy, sm, qx))
-            self._compiled[key] = tf.function(predict, jit_compile=self.jit_compile,
+                return self._map_tasks(lambda task: one_task(fast0, frozen, nt, task),
+                                       (sx, sy, sm, qx))
+            self._compiled[key] = tf.function(batch_fn, jit_compile=self.jit_compile,
                                               reduce_retracing=self.vectorize)
         return self._compiled[key]
+
+    def _predict_fn(self, steps: int):
+        def one(fast0, frozen, nt, task):
+            sx, sy, sm, qx = task
+            fast, nt = self._adapt_task(list(fast0), frozen, nt, sx, sy, sm, steps,
+                                        create_graph=False, training=False)
+            pred, _ = self._forward(self._merge(fast, frozen), nt, qx, training=False)
+            return pred
+
+        return self._per_task_fn(("predict", steps), one)
 
     def _predict_curve_fn(self, max_steps: int):
-        key = ("curve", max_steps)
-        if key not in self._compiled:
-            def curve(batch):
-                sx, sy, sm, qx, _, _ = batch
-                theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
-                nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
-                fast0, frozen = self._split(theta)
+        def one(fast0, frozen, nt, task):
+            sx, sy, sm, qx = task
+            fast, preds = list(fast0), []
+            for k in range(max_steps + 1):
+                if k > 0:  # one more inner step from the previous weights
+                    fast, _ = self._adapt_task(fast, frozen, nt, sx, sy, sm, 1,
+                                               create_graph=False, training=False)
+                pred, _ = self._forward(self._merge(fast, frozen), nt, qx, training=False)
+                preds.append(pred)
+            return tf.stack(preds)  # [K + 1, Q]
 
-                def one(task):
-                    sx_, sy_, sm_, qx_ = task
-                    fast, preds = list(fast0), []
-                    for k in range(max_steps + 1):
-                        if k > 0:  # one more inner step from the previous weights
-                            fast, _ = self._adapt_task(fast, frozen, nt, sx_, sy_, sm_, 1,
-                                                       create_graph=False, training=False)
-                        pred, _ = self._forward(self._merge(fast, frozen), nt, qx_,
-                                                training=False)
-                        preds.append(pred)
-                    return tf.stack(preds)  # [K + 1, Q]
-
-                return self._map_tasks(one, (sx, sy, sm, qx))
-            self._compiled[key] = tf.function(curve, jit_compile=self.jit_compile,
-                                              reduce_retracing=self.vectorize)
-        return self._compiled[key]
+        return self._per_task_fn(("curve", max_steps), one)
 
     def evaluate_steps(self, tasks: TaskSet, max_steps: int, batch_size: int = 256,
                        ks: Sequence[int] = (1, 3), per_task: bool = False,
