@@ -25,7 +25,6 @@ interruption loses at most the running cell; ``resume=True`` skips what is done)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from metarec.experiments.runner import (
     SCENARIOS,
     ExperimentConfig,
     _progress,
+    atomic_replace,
     prepare_benchmark,
     train_method,
 )
@@ -72,30 +72,12 @@ def sweep_cells(configs: dict[str, Any]) -> list[str]:
     return chosen
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV (gzip if the name ends in .gz) via a temp file and a rename; the file gets
-    the permissions of a normally created file (the user's umask), not the temp file's 0600."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        compression = "gzip" if path.suffix == ".gz" else None
-        # mtime=0: the same results give the same bytes (no timestamp in the gzip header).
-        opts = {"method": "gzip", "mtime": 0} if compression else None
-        frame.to_csv(tmp, index=False, float_format="%.6f", compression=opts)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a CSV (gzip if the name ends in .gz) atomically, with the user's umask."""
+    # mtime=0: the same results give the same bytes (no timestamp in the gzip header).
+    opts = {"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None
+    atomic_replace(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6f",
+                                                  compression=opts))
 
 
 def _check_writable(out_dir: Path) -> None:

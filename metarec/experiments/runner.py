@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,13 +253,17 @@ def summary_table(results: pd.DataFrame, metrics: Sequence[str] = METRICS,
     return table.reindex(columns=pd.MultiIndex.from_product([list(metrics), scen]))
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_replace(path: Path, write: Callable[[str], None]) -> None:
+    """Create ``path`` by ``write(temporary path)`` then a rename: never a half-written file.
+
+    The file gets the permissions of a normally created one (the user's umask), not the
+    temporary file's 0600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        # mkstemp creates 0600; give the file the permissions of a normally created one.
+        write(tmp)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
@@ -267,6 +271,10 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    atomic_replace(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_results(results: pd.DataFrame, out_dir: Path, name: str) -> tuple[Path, Path]:
