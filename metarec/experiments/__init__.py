@@ -3,7 +3,7 @@
 ``python -m metarec experiment tune fair-ml100k`` tunes every cell of the fair grid (each base
 model trained conventionally and meta-trained) on validation users, and
 ``python -m metarec experiment run fair-ml100k`` runs the tuned cells for five seeds and writes
-per-user results; chapter 9 reads them. The notebooks call the same functions.
+per-user results; chapter 8 reads them. The notebooks call the same functions.
 """
 
 from metarec.experiments.cost import measure_training_cost

@@ -1,4 +1,4 @@
-"""Run the tuned grid for several seeds and write per-user results (chapter 9's data).
+"""Run the tuned grid for several seeds and write per-user results (chapter 8's data).
 
 For every seed and every cell of the configs file (:mod:`metarec.experiments.tuning`):
 

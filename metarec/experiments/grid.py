@@ -120,7 +120,7 @@ def grid_cells(models: list[str] | None = None, schemes: list[str] | None = None
     return [Cell(m, s) for m in models for s in schemes if s != "melu" or m == "melu"]
 
 
-#: The search space of every scheme, as documented in chapter 9. Ranges are log-uniform for
+#: The search space of every scheme, as documented in chapter 8. Ranges are log-uniform for
 #: learning rates and uniform for integers; ``test_steps`` is not sampled: after training, the
 #: validation MAE is computed for 0..MAX_TEST_STEPS steps in one pass and the best is kept.
 SEARCH_SPACE: dict[str, dict[str, Any]] = {

@@ -3,7 +3,7 @@
 These recipes (:data:`METHODS`) are the hand-set configurations the teaching chapters use; they
 are **not tuned** and not a fair comparison: the baselines take ``FINE_TUNE_STEPS`` test-time
 steps, most meta-learners one, and every inner learning rate is 1e-3. The fair, tuned
-comparison of chapter 9 is :mod:`metarec.experiments.grid` (every model trained conventionally
+comparison of chapter 8 is :mod:`metarec.experiments.grid` (every model trained conventionally
 and meta-trained, each cell tuned with the same budget on validation users).
 
 Every network built here starts its output bias at the mean training rating (``global_mean``,

@@ -4,7 +4,7 @@
 tasks (support and query rows pooled, mean squared error). At evaluation it adapts to each
 user's support set with the meta-learners' inner loop -- ``inner_steps`` SGD steps of size
 ``inner_lr`` on the ``adapt`` variables. A fair comparison with a meta-learner also gives both
-the same tuning budget for these test-time settings (chapter 9, :mod:`metarec.experiments.grid`):
+the same tuning budget for these test-time settings (chapter 8, :mod:`metarec.experiments.grid`):
 a well-trained model with a tuned fine-tuning step is a strong baseline. With
 ``inner_steps=0`` it is the plain, un-personalised model.
 """
