@@ -53,7 +53,8 @@ Ratings: the noiseless rating and the observed rating are
 
 with :math:`\mu = 3.6`, :math:`b_u \sim \mathcal N(0, 0.3^2)`,
 :math:`b_i = 0.4\,(0.6\, a_i + 0.8\, \eta_i)`, :math:`\eta_i \sim \mathcal N(0, 1)`
-(popular items are rated higher), :math:`\alpha = 0.9`, :math:`\sigma` = ``noise``.
+(popular items are rated higher), :math:`\alpha` = ``interaction_scale`` (0.9 by default),
+:math:`\sigma` = ``noise``.
 User :math:`u` rates :math:`n_u` items, :math:`n_u` from a bounded Pareto distribution
 (shape 1) on ``ratings_per_user = (L, H)`` (long tail: most users rate few items, a few rate
 many); the items are drawn without replacement with probability :math:`\propto e^{a_i}`
@@ -215,6 +216,7 @@ def make_synthetic(
     user_spread: float = 0.4,
     new_item_fraction: float = 0.2,
     seed: int = 0,
+    interaction_scale: float = INTERACTION_SCALE,
 ) -> RatingsDataset:
     r"""Draw a MovieLens-like dataset from the latent-factor model of the module docstring.
 
@@ -240,6 +242,11 @@ def make_synthetic(
         Fraction of items released in 1997-1998 ("new" items for cold-start splits).
     seed : int
         Every draw comes from ``numpy.random.default_rng(seed)``: same seed, same dataset.
+    interaction_scale : float >= 0
+        :math:`\alpha`: how much users' tastes differ. The user-item interaction term has a
+        standard deviation of about :math:`\alpha` stars; with 0 every user ranks items alike
+        (only the user bias differs), so one "average" model suits every user. The other draws
+        do not depend on it: the same ``seed`` gives the same users, items and rated pairs.
 
     Returns
     -------
@@ -270,6 +277,9 @@ def make_synthetic(
             raise ValueError(f"{label} must be in [0, 1], got {value}.")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}.")
+    if not np.isfinite(interaction_scale) or interaction_scale < 0:
+        raise ValueError(f"interaction_scale must be a finite number >= 0, got "
+                         f"{interaction_scale}.")
 
     rng = np.random.default_rng(seed)
     d, rho = n_factors, float(informative)
@@ -321,7 +331,7 @@ def make_synthetic(
     rows, cols = _top_k_without_replacement(
         rng, np.broadcast_to(popularity, (n_users, n_items)), counts)
     noiseless = (GLOBAL_MEAN + user_bias[rows] + item_bias[cols]
-                 + INTERACTION_SCALE / np.sqrt(d) * np.einsum("nd,nd->n", p[rows], q[cols]))
+                 + interaction_scale / np.sqrt(d) * np.einsum("nd,nd->n", p[rows], q[cols]))
     observed = np.clip(np.round(noiseless + noise * rng.standard_normal(len(rows))), 1, 5)
     start = rng.integers(_T_START, _T_END, size=n_users)
     span = rng.exponential(20 * 86400.0, size=n_users)
@@ -358,7 +368,7 @@ def make_synthetic(
         item_content=content, user_bias=user_bias, item_bias=item_bias,
         item_popularity=popularity, user_cluster=cluster.astype(np.int64),
         cluster_centres=centres, noiseless=noiseless, global_mean=GLOBAL_MEAN,
-        interaction_scale=INTERACTION_SCALE, noise=float(noise), informative=rho,
+        interaction_scale=float(interaction_scale), noise=float(noise), informative=rho,
     )
     return RatingsDataset(name="synthetic", ratings=ratings, users=users, items=items,
                           genres=genres, truth=truth).validate()

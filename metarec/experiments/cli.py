@@ -1,4 +1,4 @@
-"""``python -m metarec experiment {list,tune,run}``: tune and run benchmarks from the shell."""
+"""``python -m metarec experiment {list,tune,run,when}``: tune and run benchmarks from the shell."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def register_experiment_commands(subparsers: Any) -> None:
     """Add ``experiment {list,tune,run}`` to the top-level command line."""
     exp = subparsers.add_parser("experiment", help="tune and run a named benchmark",
                                 description="Tune and run a named benchmark; write its results.")
-    commands = exp.add_subparsers(dest="experiment_command", metavar="{list,tune,run}",
+    commands = exp.add_subparsers(dest="experiment_command", metavar="{list,tune,run,when}",
                                   required=True)
     p = commands.add_parser("list", help="list the benchmarks, methods and grid cells")
     p.set_defaults(func=_cmd_list)
@@ -45,6 +45,23 @@ def register_experiment_commands(subparsers: Any) -> None:
                    help="replace results of another run in OUT")
     _data_options(p)
     p.set_defaults(func=_cmd_run)
+
+    p = commands.add_parser(
+        "when", help="chapter 9's controlled experiments on synthetic data",
+        description="Tune and run the synthetic experiments of metarec.experiments.when "
+                    "(heterogeneity x support size, features, training users, ANIL, cost); "
+                    "writes OUT/when.* and OUT/when-tuning/.")
+    p.add_argument("--points", nargs="+", help="run only these points (default: all)")
+    p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
+    p.add_argument("--trials", type=int, default=None,
+                   help="finished Optuna trials per (point, scheme)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished (point, seed) results and tuned points; run the others")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in OUT")
+    p.add_argument("--no-cost", action="store_true", help="skip the adaptation-cost table")
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument("--threads", type=int, help="TensorFlow threads")
+    p.set_defaults(func=_cmd_when)
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
@@ -143,4 +160,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     results = run_experiment(config, out_dir=out)
     print(summary_table(results, ["mae", "ndcg@3"]).to_markdown())
     print(f"wrote {out / (config.name + '.csv')} and .md")
+    return 0
+
+
+def _cmd_when(args: argparse.Namespace) -> int:
+    from metarec.experiments import when
+
+    _set_threads(args.threads)
+    paths = when.run_when(args.out, points=args.points,
+                          seeds=tuple(args.seeds) if args.seeds else when.SEEDS,
+                          n_trials=args.trials or when.N_TRIALS, resume=args.resume,
+                          overwrite=args.overwrite, cost=not args.no_cost)
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0

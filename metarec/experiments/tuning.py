@@ -104,7 +104,8 @@ class _ReportToTrial(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def _objective(cell: Cell, data: PreparedData, seed: int, batch_size: int) -> Callable:
+def _objective(cell: Cell, data: PreparedData, seed: int, batch_size: int,
+               epochs: int | None = None) -> Callable:
     import optuna
 
     def objective(trial: optuna.Trial) -> float:
@@ -113,7 +114,8 @@ def _objective(cell: Cell, data: PreparedData, seed: int, batch_size: int) -> Ca
         report = _ReportToTrial(trial)
         try:
             learner, seconds = train_method(method, data, seed, batch_size=batch_size,
-                                            patience=PATIENCE, callbacks=[report])
+                                            epochs=epochs, patience=PATIENCE,
+                                            callbacks=[report])
             if report.pruned:
                 raise optuna.TrialPruned()
             curve = learner.evaluate_steps(data.tasks["validation"], MAX_TEST_STEPS)
@@ -154,8 +156,12 @@ def _finished(study: Any) -> list[Any]:
 
 def tune_cell(cell: Cell, data: PreparedData, *, n_trials: int, out_dir: Path,
               benchmark: str, resume: bool = False, seed: int = TUNING_SEED,
-              batch_size: int = 32) -> Any:
+              batch_size: int = 32, study_name: str | None = None,
+              epochs: int | None = None) -> Any:
     """Run (or continue) the study of ``cell`` until it has ``n_trials`` finished trials.
+
+    The study is ``study_name`` (default: the scheme's name) in the model's SQLite file under
+    ``out_dir/<benchmark>-tuning/``; ``epochs`` caps (meta-)training (default: the grid's).
 
     Raises ``FileExistsError`` if the study already has trials and ``resume`` is False, so a
     finished study is never silently extended or replaced.
@@ -166,10 +172,12 @@ def tune_cell(cell: Cell, data: PreparedData, *, n_trials: int, out_dir: Path,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = study_storage(out_dir, benchmark, cell.model)
     # One sampler seed per cell: cells do not all try the same random configurations.
-    sampler = optuna.samplers.TPESampler(seed=seed + zlib.crc32(cell.name.encode()) % 10_000,
+    key = cell.name if study_name is None else f"{cell.name}@{study_name}"
+    study_name = cell.scheme if study_name is None else study_name
+    sampler = optuna.samplers.TPESampler(seed=seed + zlib.crc32(key.encode()) % 10_000,
                                          n_startup_trials=min(5, n_trials))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
-    study = optuna.create_study(study_name=cell.scheme, storage=storage, direction="minimize",
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     trials = study.get_trials(deepcopy=False)
     if trials and not resume:
@@ -183,7 +191,7 @@ def tune_cell(cell: Cell, data: PreparedData, *, n_trials: int, out_dir: Path,
         study.enqueue_trial(first_trial(cell))
         study.set_user_attr("n_trials", n_trials)
     view = tuning_view(data)
-    objective = _objective(cell, view, seed, batch_size)
+    objective = _objective(cell, view, seed, batch_size, epochs)
     while len(_finished(study)) < n_trials:
         study.optimize(objective, n_trials=1)
     return study
