@@ -140,8 +140,8 @@ def test_problem_details_name_the_culprit(results):
 def test_screenshots_are_saved(results):
     shots, _ = results
     for name in PAGES:
-        png = shots / Path(name).with_suffix(".png")
-        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        jpeg = shots / Path(name).with_suffix(".jpg")
+        assert jpeg.is_file() and jpeg.read_bytes()[:3] == b"\xff\xd8\xff", jpeg
 
 
 def test_cli_exit_status(tmp_path):
