@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -365,7 +366,8 @@ def check_page(driver, site: Path, base_url: str, page: Path) -> list[Problem]:
 
 
 def check_site(site: Path, pages: Iterable[Path] | None = None,
-               screenshots: Path | None = None, width: int = 1280) -> list[Problem]:
+               screenshots: Path | None = None, width: int = 1280,
+               jobs: int = 2) -> list[Problem]:
     """Check ``pages`` (default: every page) of the built site ``site``; returns the problems.
 
     Parameters
@@ -378,6 +380,8 @@ def check_site(site: Path, pages: Iterable[Path] | None = None,
         Folder for one full-page JPEG per page (same relative path); none are saved if None.
     width : int
         Window width in CSS pixels.
+    jobs : int
+        Browsers working in parallel (each on every ``jobs``-th page).
 
     Examples
     --------
@@ -389,17 +393,28 @@ def check_site(site: Path, pages: Iterable[Path] | None = None,
             f"{site} holds no index.html: build the book first (`make book`)")
     pages = [Path(p).resolve() for p in pages] if pages is not None else pages_of(site)
     anchors.cache_clear()
+    jobs = max(1, min(jobs, len(pages)))
+    with serve(site) as base_url:
+        # Each worker drives its own browser over every jobs-th page; Chromium does the work.
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            found = pool.map(lambda k: _check_pages(site, base_url, pages[k::jobs], screenshots,
+                                                    width), range(jobs))
+            problems = [p for chunk in found for p in chunk]
+    order = {page.relative_to(site).as_posix(): i for i, page in enumerate(pages)}
+    return sorted(problems, key=lambda p: order[p.page])  # stable: page order, then found order
+
+
+def _check_pages(site: Path, base_url: str, pages: list[Path], screenshots: Path | None,
+                 width: int) -> list[Problem]:
     problems: list[Problem] = []
     driver = make_driver(width)
     try:
         driver.set_page_load_timeout(60)
         driver.set_script_timeout(30)
-        with serve(site) as base_url:
-            for page in pages:
-                problems += check_page(driver, site, base_url, page)
-                if screenshots is not None:
-                    screenshot(driver, screenshots / page.relative_to(site).with_suffix(""),
-                               width)
+        for page in pages:
+            problems += check_page(driver, site, base_url, page)
+            if screenshots is not None:
+                screenshot(driver, screenshots / page.relative_to(site).with_suffix(""), width)
     finally:
         driver.quit()
     return problems
@@ -415,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the screenshots (default: _build/screenshots)")
     parser.add_argument("--no-screenshots", action="store_true", help="save no screenshots")
     parser.add_argument("--width", type=int, default=1280, help="window width (default 1280)")
+    parser.add_argument("--jobs", type=int, default=2, help="browsers in parallel (default 2)")
     args = parser.parse_args(argv)
     site = args.site.resolve()
     pages = None
@@ -425,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         problems = check_site(site, pages, None if args.no_screenshots else args.screenshots,
-                              args.width)
+                              args.width, args.jobs)
     except (BrowserMissing, FileNotFoundError) as err:
         print(f"browser check: {err}", file=sys.stderr)
         return 2
