@@ -276,3 +276,26 @@ def test_notebook_times_table_rejects_malformed_rows():
                 good.replace(notebook_times.END, ""), good + notebook_times.BEGIN):
         with pytest.raises(ValueError):
             notebook_times.parse_table(bad)
+
+
+@pytest.mark.parametrize("where", ["clone", "alone"])
+def test_install_cell_installs_when_metarec_is_missing(where, tmp_path, monkeypatch):
+    # Binder opens book/ in a clone (install the clone); Colab has the notebook alone (install
+    # from the repository URL of _config.yml). pip is not run: its command line is recorded.
+    import importlib.util
+    import subprocess
+
+    calls = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "metarec" else real_find_spec(name, *a))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    monkeypatch.chdir(BOOK if where == "clone" else tmp_path)
+    exec(prepare_notebooks.install_source(), {})
+    assert len(calls) == 1 and calls[0][1] == {"check": True}
+    command = calls[0][0]
+    assert command[:5] == [sys.executable, "-m", "pip", "install", "--quiet"]
+    url, branch = prepare_notebooks.repository()
+    # tensorflow is installed here, so no [tf] extra is asked for
+    expected = ROOT.as_uri() if where == "clone" else f"git+{url}@{branch}"
+    assert command[5:] == [f"metarec @ {expected}"]
