@@ -81,6 +81,9 @@ PAGES = {
     "broken_link.html": page(
         "<p><a href='no_such_page.html'>gone</a> and <a href='good.html#no-such-anchor'>x</a>"
         " and <a href='#intro'>fine? no: this page has no #intro</a></p>"),
+    # Sphinx's index.html is a redirect like these: only its target is checked.
+    "redirect_ok.html": '<meta http-equiv="Refresh" content="0; url=good.html" />',
+    "redirect_broken.html": '<meta http-equiv="Refresh" content="0; url=book/gone.html" />',
 }
 
 EXPECTED_KIND = {
@@ -89,6 +92,7 @@ EXPECTED_KIND = {
     "wide_table.html": "too-wide",
     "console_error.html": "console",
     "broken_link.html": "link",
+    "redirect_broken.html": "link",
 }
 
 
@@ -111,9 +115,10 @@ def results(tmp_path_factory) -> tuple[Path, dict[str, list[browser_check.Proble
     return shots, by_page
 
 
-def test_good_page_passes(results):
+@pytest.mark.parametrize("name", ["good.html", "redirect_ok.html"])
+def test_good_page_passes(results, name):
     _, by_page = results
-    assert by_page["good.html"] == [], [str(p) for p in by_page["good.html"]]
+    assert by_page[name] == [], [str(p) for p in by_page[name]]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_KIND))
@@ -135,11 +140,14 @@ def test_problem_details_name_the_culprit(results):
     assert "no_such_page.html (no such file)" in broken
     assert "#no-such-anchor" in broken
     assert "#intro" in broken  # an anchor missing on the page itself
+    assert "book/gone.html (no such file)" in details["redirect_broken.html"]
 
 
 def test_screenshots_are_saved(results):
     shots, _ = results
     for name in PAGES:
+        if name.startswith("redirect"):
+            continue  # a redirect shows nothing of its own
         jpeg = shots / Path(name).with_suffix(".jpg")
         assert jpeg.is_file() and jpeg.read_bytes()[:3] == b"\xff\xd8\xff", jpeg
 

@@ -10,7 +10,8 @@ and shown at 1280 px width, the check reports:
   hides part of itself behind a horizontal scroll bar (``scrollWidth > clientWidth``) or whose
   right edge passes the right edge of the content column;
 - ``console``: a JavaScript console error (a SEVERE browser log entry);
-- ``link``: an internal link to a page or anchor that does not exist.
+- ``link``: an internal link (or a redirect) to a page or anchor that does not exist;
+- ``page``: a page the browser could not load or inspect.
 
 It saves a full-page screenshot of each page under ``_build/screenshots/`` (same relative path,
 ``.jpg``; ``.part2.jpg``, ... for the rest of a very long page) for review, prints one line per
@@ -31,6 +32,7 @@ import base64
 import functools
 import http.server
 import json
+import re
 import shutil
 import sys
 import threading
@@ -41,10 +43,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("raw-tex", "image", "too-wide", "console", "link")
+KINDS = ("raw-tex", "image", "too-wide", "console", "link", "page")
 # Pixels of slack before a width counts as overflow (sub-pixel layout rounding).
 SLACK_PX = 1
 
@@ -183,7 +185,7 @@ Promise.race([Promise.all(waits), timeout]).then(() => done(true));
 INSPECT_JS = r"""
 const SLACK = arguments[0];
 const column = document.querySelector('article.bd-article') || document.querySelector('main')
-  || document.body;
+  || document.body || document.documentElement;
 const colRect = column.getBoundingClientRect();
 
 function describe(el) {
@@ -343,6 +345,17 @@ def screenshot(driver, path: Path, width: int) -> list[Path]:
     return files
 
 
+REDIRECT = re.compile(
+    r"""<meta\s+http-equiv=["']?refresh["']?\s+content=["']?\d+\s*;\s*url=([^"'>\s]+)""", re.I)
+
+
+def redirect_target(page: Path) -> str | None:
+    """The URL a redirect-only page (``<meta http-equiv="refresh">``) sends the reader to."""
+    head = page.read_text(encoding="utf-8", errors="replace")[:2000]
+    match = REDIRECT.search(head)
+    return match.group(1) if match else None
+
+
 def check_page(driver, site: Path, base_url: str, page: Path) -> list[Problem]:
     """Load one page in ``driver`` and return its problems."""
     name = page.relative_to(site).as_posix()
@@ -406,15 +419,28 @@ def check_site(site: Path, pages: Iterable[Path] | None = None,
 
 def _check_pages(site: Path, base_url: str, pages: list[Path], screenshots: Path | None,
                  width: int) -> list[Problem]:
+    from selenium.common.exceptions import WebDriverException
+
     problems: list[Problem] = []
     driver = make_driver(width)
     try:
         driver.set_page_load_timeout(60)
         driver.set_script_timeout(30)
         for page in pages:
-            problems += check_page(driver, site, base_url, page)
-            if screenshots is not None:
-                screenshot(driver, screenshots / page.relative_to(site).with_suffix(""), width)
+            name = page.relative_to(site).as_posix()
+            if (target := redirect_target(page)) is not None:
+                # A redirect (index.html -> the first chapter): its target must exist; the
+                # target page itself is checked on its own.
+                url = urljoin(base_url + name, target)
+                problems += [Problem(name, "link", f"redirect to a missing page: {d}")
+                             for d in broken_links(site, base_url, page, [url])]
+                continue
+            try:
+                problems += check_page(driver, site, base_url, page)
+                if screenshots is not None:
+                    screenshot(driver, screenshots / Path(name).with_suffix(""), width)
+            except WebDriverException as err:
+                problems.append(Problem(name, "page", f"could not be checked: {err.msg}"))
     finally:
         driver.quit()
     return problems
