@@ -3,6 +3,8 @@
 #   make book       HTML book at _build/html/index.html
 #   make test       ruff, pytest, every notebook through nbval, the book build (warnings = errors)
 #   make notebooks  re-execute every notebook in book/ in place (stores fresh outputs)
+#   make browser-test  open every page of the built book in headless Chromium (after `make book`)
+#   make notebook-times  run each notebook through nbval, write its wall time into CONTRIBUTING.md
 #   make lint       ruff only
 #   make clean      remove build outputs and caches (keeps .venv; `make distclean` removes it too)
 #
@@ -29,8 +31,10 @@ NOTEBOOKS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/
 NB_CELL_TIMEOUT := 1800
 
 JB_FLAGS := --builder html -W -n --keep-going
+# Every built page in headless Chromium at 1280 px (Debian's chromium + chromium-driver).
+BROWSER_CHECK := $(BIN)/python tools/browser_check.py _build/html --screenshots _build/screenshots
 
-.PHONY: venv book test lint notebooks clean distclean
+.PHONY: venv book test lint notebooks browser-test notebook-times clean distclean
 
 venv: $(STAMP)
 
@@ -59,6 +63,17 @@ else
 	@echo "no notebooks in book/: nbval step skipped"
 endif
 	$(BIN)/jupyter-book build . $(JB_FLAGS) --all
+	$(BROWSER_CHECK)
+
+# Checks the book as built last (`make book`); screenshots of every page in _build/screenshots/.
+browser-test: venv
+	@test -f _build/html/index.html || \
+		{ echo "no built book in _build/html: run \`make book\` first" >&2; exit 1; }
+	$(BROWSER_CHECK)
+
+# One nbval run per notebook, timed; `make notebook-times NOTEBOOKS="book/a.ipynb ..."` for some.
+notebook-times: venv
+	$(NB_ENV) $(BIN)/python tools/notebook_times.py $(NOTEBOOKS)
 
 notebooks: venv
 	@set -e; for nb in $(NOTEBOOKS); do \
