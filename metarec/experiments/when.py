@@ -176,38 +176,58 @@ def tune_point(point: str, out_dir: str | Path, *, n_trials: int = N_TRIALS,
     return chosen
 
 
+def run_variant(point: str, configs: dict[str, Any], seed: int, model: str, label: str,
+                data: PreparedData | None = None, groups: dict[str, TaskSet] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Train one tuned run (``model``, scheme ``label``) of ``point`` with ``seed``.
+
+    Returns the per-user test rows (MAE at the test-time steps chosen on validation users, per
+    support size), the test users' mean MAE against steps, and the run's record. ``data`` and
+    ``groups`` (from :func:`prepare_point` / :func:`support_groups`) are built when omitted.
+    """
+    data = prepare_point(POINTS[point], seed) if data is None else data
+    groups = support_groups(data, seed) if groups is None else groups
+    ratings = data.split.train["rating"]
+    scale = (float(ratings.min()), float(ratings.max()))
+    cell = dict(((m, s), c) for m, s, c in variants(point))[(model, label)]
+    cfg = configs[f"{model}/{label}"]
+    method = cell_method(cell, cfg["params"], test_steps=cfg["test_steps"])
+    learner, seconds = train_method(method, data, seed, epochs=EPOCHS, patience=PATIENCE)
+    table = evaluate_groups(learner, groups, scale)
+    table["part"] = table["group"].str.split("_").str[0]
+    table["support_size"] = table["group"].str.split("_").str[1].astype(int)
+    mean = table.groupby(["part", "support_size", "steps"])["mae"].mean()
+    ident = {"point": point, "seed": seed, "model": model, "scheme": label}
+    users, curves = [], []
+    for n in SUPPORT_SIZES:
+        steps = int(mean.loc[("val", n)].idxmin())  # chosen on validation users only
+        test = table[(table["part"] == "test") & (table["support_size"] == n)]
+        chosen = test[test["steps"] == steps]
+        users.append(chosen[["user_id", "mae", "diverged"]].assign(
+            **ident, support_size=n, steps=steps))
+        curves.append(mean.loc[("test", n)].reset_index().assign(**ident, support_size=n))
+    run = {**ident, "train_seconds": seconds, "adapt": cfg["params"]["adapt"],
+           "epochs": len(learner.history.history["loss"]) if learner.history else 0}
+    order = ["point", "seed", "model", "scheme", "support_size"]
+    users_df = pd.concat(users, ignore_index=True)[order + ["user_id", "steps", "mae",
+                                                           "diverged"]]
+    curves_df = pd.concat(curves, ignore_index=True)[order + ["steps", "mae"]]
+    return users_df, curves_df, run
+
+
 def run_point(point: str, configs: dict[str, Any], seed: int
               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Train every tuned run of ``point`` with ``seed``; per-user rows, curves, runs."""
     data = prepare_point(POINTS[point], seed)
     groups = support_groups(data, seed)
-    ratings = data.split.train["rating"]
-    scale = (float(ratings.min()), float(ratings.max()))
     users, curves, runs = [], [], []
-    for model, label, cell in variants(point):
-        cfg = configs[f"{model}/{label}"]
-        method = cell_method(cell, cfg["params"], test_steps=cfg["test_steps"])
-        learner, seconds = train_method(method, data, seed, epochs=EPOCHS, patience=PATIENCE)
-        table = evaluate_groups(learner, groups, scale)
-        table["part"] = table["group"].str.split("_").str[0]
-        table["support_size"] = table["group"].str.split("_").str[1].astype(int)
-        mean = table.groupby(["part", "support_size", "steps"])["mae"].mean()
-        ident = {"point": point, "seed": seed, "model": model, "scheme": label}
-        for n in SUPPORT_SIZES:
-            steps = int(mean.loc[("val", n)].idxmin())  # chosen on validation users only
-            test = table[(table["part"] == "test") & (table["support_size"] == n)]
-            chosen = test[test["steps"] == steps]
-            users.append(chosen[["user_id", "mae", "diverged"]].assign(
-                **ident, support_size=n, steps=steps))
-            curve = mean.loc[("test", n)].reset_index()
-            curves.append(curve.assign(**ident, support_size=n))
-        runs.append({**ident, "train_seconds": seconds, "adapt": cfg["params"]["adapt"],
-                     "epochs": len(learner.history.history["loss"]) if learner.history else 0})
-    order = ["point", "seed", "model", "scheme", "support_size"]
-    users_df = pd.concat(users, ignore_index=True)
-    curves_df = pd.concat(curves, ignore_index=True)
-    return (users_df[order + ["user_id", "steps", "mae", "diverged"]],
-            curves_df[order + ["steps", "mae"]], pd.DataFrame(runs))
+    for model, label, _ in variants(point):
+        u, c, r = run_variant(point, configs, seed, model, label, data, groups)
+        users.append(u)
+        curves.append(c)
+        runs.append(r)
+    return (pd.concat(users, ignore_index=True), pd.concat(curves, ignore_index=True),
+            pd.DataFrame(runs))
 
 
 def adaptation_cost(point: str, configs: dict[str, Any], seed: int = 0,
@@ -396,5 +416,5 @@ def load_results(out_dir: str | Path, part: str = "users") -> pd.DataFrame:
 
 __all__ = ["ANIL_POINT", "AXES", "MODEL", "POINTS", "REFERENCE", "SCHEMES", "SEEDS",
            "SUPPORT_SIZES", "Point", "adaptation_cost", "load_results", "paths",
-           "prepare_point", "run_point", "run_when", "support_groups", "taste_statistics",
-           "tune_point", "variants"]
+           "prepare_point", "run_point", "run_variant", "run_when", "support_groups",
+           "taste_statistics", "tune_point", "variants"]
