@@ -465,6 +465,8 @@ def _read_table(path: Path, sep: str, columns: dict[str, type], encoding: str,
     ``i + 1`` of the file (blank lines are kept, and rejected as malformed).
     """
     raw = _read_bytes(path, name)
+    if not raw.strip():
+        raise DataError(f"{path} is empty (0 rows). {_fix_text(path, name)}")
     fast_sep = sep
     if len(sep) > 1:
         if _UNIT_SEP.encode() not in raw:

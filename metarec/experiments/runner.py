@@ -355,7 +355,7 @@ def _previous_rows(config: ExperimentConfig, paths: dict[str, Path], *, resume: 
     except (ValueError, OSError) as err:
         raise ValueError(f"Cannot resume from {paths['run']} / {paths['csv']}: {err}. Pass "
                          "--overwrite to start afresh.") from None
-    now = _run_identity(config)
+    now = json.loads(json.dumps(_run_identity(config)))  # tuples read back as lists
     changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
     if changed:
         what = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())

@@ -422,7 +422,8 @@ class MetaLearner:
             raise TypeError(f"{where}: {name} must be a TaskSet (from build_tasks or "
                             f"scenario_tasks), got {type(tasks).__name__}{hint}.")
         if len(tasks) == 0:
-            raise ValueError(f"{where}: the TaskSet {name} is empty; check the filters of "
+            label = "" if name == "tasks" else f" {name}"
+            raise ValueError(f"{where}: the TaskSet{label} is empty; check the filters of "
                              "build_tasks (min_ratings, max_ratings, support_size).")
         fingerprint = tasks.encoder_fingerprint
         if fingerprint is None:
