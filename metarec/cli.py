@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from metarec.cli_types import at_least
+
 __all__ = ["REGISTRARS", "build_parser", "format_stats", "main", "register_data_commands"]
 
 Registrar = Callable[[Any], None]  # receives the object returned by add_subparsers()
@@ -53,7 +55,7 @@ def register_data_commands(subparsers: Any) -> None:
     p.add_argument("--data-dir", default=None, help=dir_help)
     p.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading missing files")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    p.add_argument("--seed", type=at_least(0), default=0, help="seed of the synthetic dataset")
     p.set_defaults(func=_cmd_stats)
 
 
