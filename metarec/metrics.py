@@ -211,7 +211,8 @@ def task_metrics(
         ``mae``, ``rmse``, ``ndcg@k`` for each ``k`` (plus the extras). Values are identical to
         :func:`mae`, :func:`rmse`, :func:`ndcg_at_k` applied to each task's unpadded entries
         (padding is ranked after every real item, so it never changes a ranking). A task with
-        no real entry gets NaN.
+        no real entry gets NaN; so does ``ndcg@k`` of a task with a negative rating (regression
+        targets such as sine waves), where nDCG is undefined.
 
     Examples
     --------
@@ -233,7 +234,6 @@ def task_metrics(
     if np.isnan(t[real]).any():
         raise ValueError("True ratings contain NaN at real (mask 1) entries: a rating is "
                          "missing or invalid; drop or fix that row.")
-    _check_gains(t[real])
     if np.isnan(p[real]).any():
         raise ValueError("Predictions contain NaN: the model diverged or got invalid input.")
     if isinstance(ks, int | np.integer | str):
@@ -247,6 +247,7 @@ def task_metrics(
             "rmse": np.sqrt((err**2).sum(axis=1) / n),
         }
     empty = n == 0
+    negative = (real & (t < 0)).any(axis=1)
     # Padding sorts last: score -inf, and the stable sort keeps real -inf scores first.
     order = np.argsort(-np.where(real, p, -np.inf), axis=1, kind="stable")
     ranked_true = np.take_along_axis(np.where(real, t, 0.0), order, axis=1)
@@ -261,7 +262,9 @@ def task_metrics(
         idcg = (ideal[:, :m] * disc).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             ndcg = np.where(idcg > 0, dcg / idcg, 0.0)
-        out[f"ndcg@{k}"] = np.where(empty, np.nan, ndcg)
+        # nDCG is undefined for a task with a negative rating (a negative gain could push it
+        # outside [0, 1]): NaN, like an empty task, never a wrong number.
+        out[f"ndcg@{k}"] = np.where(empty | negative, np.nan, ndcg)
         if ranking_extras:
             relevant = ranked_real[:, :m] & (ranked_true[:, :m] >= threshold)
             with np.errstate(invalid="ignore", divide="ignore"):
