@@ -29,7 +29,7 @@ from metarec import cli
 from metarec.data import FeatureEncoder, build_tasks, cold_start_split, make_synthetic
 from metarec.data.errors import DataError
 from metarec.data.movielens import read_movielens
-from metarec.data.tasks import TaskSet
+from metarec.data.tasks import Task, TaskSet
 from metarec.experiments import ExperimentConfig, get_method, run_experiment
 from metarec.experiments import runner as runner_module
 from metarec.experiments.runner import KeepBestWeights
@@ -284,7 +284,7 @@ def test_bad_input_gets_a_clear_error(case, world):
 
 # ----------------------------------------------------------------------------- explicit cases
 #: Inputs the explicit tests below try, by category (for the docs table).
-EXTRA_CASES = {"diverging training": 3, "saved learners": 6, "experiment runs": 9,
+EXTRA_CASES = {"diverging training": 4, "saved learners": 6, "experiment runs": 9,
                "command line": 6, "data files": 4, "tasks of another encoder": 1,
                "metrics": 1}
 
@@ -314,6 +314,30 @@ def test_diverging_fit_keeps_the_last_finite_weights(world):
         after = _weights(learner)
         assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True)), cls
         assert int(learner.optimizer.iterations) == 2  # the skipped step is not counted
+
+
+class _Line(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.dense(x["x"])[:, 0]
+
+
+def test_diverging_fit_under_xla_keeps_the_last_finite_weights():
+    # jit_compile=True takes the tf.cond variant of the guard (XLA does not check numerics).
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(8, 5, 1)).astype(np.float32)
+    tasks = TaskSet([Task(i, {"x": xs[i]}, 2 * xs[i, :, 0], {"x": xs[i]}, 2 * xs[i, :, 0],
+                          np.arange(5), np.arange(5)) for i in range(8)])
+    keras.utils.set_random_seed(0)
+    learner = MAML(_Line(), inner_lr=0.1, jit_compile=True)
+    learner.fit(tasks, epochs=1, batch_size=8, verbose=0)
+    before = _weights(learner)
+    with pytest.raises(FloatingPointError, match="keeps its last finite weights"):
+        learner.fit(_with_nan_rating(tasks), epochs=1, batch_size=8, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, _weights(learner), strict=True))
 
 
 def test_keep_best_weights_restores_on_the_way_out_of_an_error(world):

@@ -77,6 +77,27 @@ def _finite_or_stop(loss: tf.Tensor, grads: list[Any]) -> list[Any]:
     return out
 
 
+def _apply_if_finite(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor,
+                     pairs: list[tuple[Any, Any]]) -> None:
+    """The XLA variant of the guard: apply the update under ``tf.cond`` only if all is finite.
+
+    Under ``jit_compile`` ``check_numerics`` does not check, so the update is made conditional
+    instead; the optimizer's slots are created first (no variable may be created in a branch).
+    """
+    grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
+    values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(loss))]
+                           + [tf.reduce_all(tf.math.is_finite(v)) for v in values])
+    if not optimizer.built:
+        optimizer.build(variables)
+
+    def apply() -> tf.Tensor:
+        optimizer.apply(grads, variables)
+        return tf.constant(True)
+
+    tf.cond(finite, apply, lambda: tf.constant(False))
+
+
 def _check_adapt_spec(where: str, spec: Any) -> None:
     """Refuse an ``adapt=`` value of the wrong type or an invalid regular expression early."""
     if isinstance(spec, str):
@@ -354,6 +375,9 @@ class MetaLearner:
                 pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
                 pairs += [(g, v) for g, v in zip(extra_grads, self.extra_variables, strict=True)
                           if g is not None]
+                if self.jit_compile:  # XLA compiles check_numerics to a no-op
+                    _apply_if_finite(self.optimizer, loss, pairs)
+                    return loss
                 # A non-finite loss or gradient stops the step before any weight changes.
                 grads_ = _finite_or_stop(loss, [g for g, _ in pairs])
                 self.optimizer.apply(grads_, [v for _, v in pairs])
