@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from metarec.cli_types import at_least
+
 __all__ = ["REGISTRARS", "build_parser", "format_stats", "main", "register_data_commands"]
 
 Registrar = Callable[[Any], None]  # receives the object returned by add_subparsers()
@@ -53,7 +55,7 @@ def register_data_commands(subparsers: Any) -> None:
     p.add_argument("--data-dir", default=None, help=dir_help)
     p.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading missing files")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    p.add_argument("--seed", type=at_least(0), default=0, help="seed of the synthetic dataset")
     p.set_defaults(func=_cmd_stats)
 
 
@@ -81,20 +83,39 @@ def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.Argu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 success, 1 data error).
+    """Run the command line; returns the exit code.
+
+    0 success; 1 a data error (missing or damaged files) or a diverged training; 2 a mistake in
+    the command (as argparse): unknown name, bad number, results that exist already. Each
+    error is one line on stderr, never a traceback.
 
     Examples
     --------
     >>> main(["data", "stats", "synthetic"])   # doctest: +SKIP
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from metarec.data.errors import DataError
 
+    # A user's mistake or a problem with their data gets one message, no traceback: exit 2
+    # (like argparse) for a bad argument or an existing/unwritable results file, 1 for bad
+    # data or a diverged training.
     try:
         return int(args.func(args) or 0)
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _print_error(parser, err)
         return 1
+    except ArithmeticError as err:  # FloatingPointError: training diverged
+        _print_error(parser, err)
+        return 1
+    except (ValueError, TypeError, OSError) as err:
+        _print_error(parser, err)
+        return 2
+
+
+def _print_error(parser: argparse.ArgumentParser, err: BaseException) -> None:
+    notes = " ".join(getattr(err, "__notes__", []))
+    print(f"error: {err}{' ' + notes if notes else ''}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------

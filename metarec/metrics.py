@@ -49,14 +49,36 @@ RELEVANCE_THRESHOLD = 4.0
 
 
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if t.ndim != 1 or p.ndim != 1:
+        # Flattening a [T, Q] batch would rank all tasks' items as one list: refuse it.
+        raise ValueError(f"y_true and y_pred must be one task's 1-D arrays [n], got shapes "
+                         f"{t.shape} and {p.shape}; for a padded batch [T, Q] use task_metrics.")
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred must have the same size, got {t.size} and "
                          f"{p.size}.")
+    if np.isnan(t).any():
+        raise ValueError("True ratings contain NaN: a rating is missing or invalid; drop or "
+                         "fix that row (a metric of a NaN rating is undefined).")
     if np.isnan(p).any():
         raise ValueError("Predictions contain NaN: the model diverged or got invalid input.")
     return t, p
+
+
+def _check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise TypeError(f"k must be an integer >= 1, got {k!r} ({type(k).__name__}).")
+    if k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k}.")
+    return int(k)
+
+
+def _check_gains(t: np.ndarray) -> None:
+    if (t < 0).any():
+        raise ValueError(f"nDCG needs ratings >= 0 (gain 2^r - 1 of a negative rating is "
+                         f"negative, the score would leave [0, 1]); got {float(t.min())}. "
+                         "Shift the ratings to start at 0 or more.")
 
 
 def mae(y_true, y_pred) -> float:
@@ -120,9 +142,9 @@ def ndcg_at_k(y_true, y_score, k: int) -> float:
     >>> round(ndcg_at_k([5, 3, 1], [0.1, 0.5, 0.9], k=1), 4)   # (2^1-1) / (2^5-1)
     0.0323
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    k = _check_k(k)
     t, s = _pair(y_true, y_score)
+    _check_gains(t)
     if t.size == 0:
         return float("nan")
     m = min(k, t.size)
@@ -140,8 +162,7 @@ def precision_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHO
     >>> precision_at_k([5, 2, 4, 1], [0.9, 0.8, 0.1, 0.0], k=2)
     0.5
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    k = _check_k(k)
     t, s = _pair(y_true, y_score)
     if t.size == 0:
         return float("nan")
@@ -156,8 +177,7 @@ def hit_rate_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHOL
     >>> hit_rate_at_k([5, 2, 4, 1], [0.0, 0.8, 0.1, 0.9], k=2)
     0.0
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    k = _check_k(k)
     t, s = _pair(y_true, y_score)
     if t.size == 0:
         return float("nan")
@@ -191,7 +211,8 @@ def task_metrics(
         ``mae``, ``rmse``, ``ndcg@k`` for each ``k`` (plus the extras). Values are identical to
         :func:`mae`, :func:`rmse`, :func:`ndcg_at_k` applied to each task's unpadded entries
         (padding is ranked after every real item, so it never changes a ranking). A task with
-        no real entry gets NaN.
+        no real entry gets NaN; so does ``ndcg@k`` of a task with a negative rating (regression
+        targets such as sine waves), where nDCG is undefined.
 
     Examples
     --------
@@ -210,8 +231,14 @@ def task_metrics(
     if w.shape != t.shape:
         raise ValueError(f"mask must have shape {t.shape}, got {w.shape}.")
     real = w > 0
+    if np.isnan(t[real]).any():
+        raise ValueError("True ratings contain NaN at real (mask 1) entries: a rating is "
+                         "missing or invalid; drop or fix that row.")
     if np.isnan(p[real]).any():
         raise ValueError("Predictions contain NaN: the model diverged or got invalid input.")
+    if isinstance(ks, int | np.integer | str):
+        raise TypeError(f"ks must be a sequence of cut-offs such as (1, 3), got {ks!r}.")
+    ks = [_check_k(k) for k in ks]
     n = real.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.where(real, p - t, 0.0)
@@ -220,6 +247,7 @@ def task_metrics(
             "rmse": np.sqrt((err**2).sum(axis=1) / n),
         }
     empty = n == 0
+    negative = (real & (t < 0)).any(axis=1)
     # Padding sorts last: score -inf, and the stable sort keeps real -inf scores first.
     order = np.argsort(-np.where(real, p, -np.inf), axis=1, kind="stable")
     ranked_true = np.take_along_axis(np.where(real, t, 0.0), order, axis=1)
@@ -228,15 +256,15 @@ def task_metrics(
     ideal = -np.sort(-np.where(real, 2.0**t - 1.0, 0.0), axis=1)  # padding gain 0 sorts last
     width = t.shape[1]
     for k in ks:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}.")
         m = min(k, width)
         disc = _discounts(m)
         dcg = (gains[:, :m] * disc).sum(axis=1)
         idcg = (ideal[:, :m] * disc).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             ndcg = np.where(idcg > 0, dcg / idcg, 0.0)
-        out[f"ndcg@{k}"] = np.where(empty, np.nan, ndcg)
+        # nDCG is undefined for a task with a negative rating (a negative gain could push it
+        # outside [0, 1]): NaN, like an empty task, never a wrong number.
+        out[f"ndcg@{k}"] = np.where(empty | negative, np.nan, ndcg)
         if ranking_extras:
             relevant = ranked_real[:, :m] & (ranked_true[:, :m] >= threshold)
             with np.errstate(invalid="ignore", divide="ignore"):

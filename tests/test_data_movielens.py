@@ -160,7 +160,7 @@ def _corrupt(mlfix, name, fname, line_no, new_line):
         ("ml-100k", "u.data", 2, "1\t2\t3", "expected 4 fields"),
         ("ml-100k", "u.data", 4, "2\t4\t2\t881250952\t7", "expected 4 fields"),
         ("ml-100k", "u.data", 5, "3\t3\t9\t881250953", "rating must be 1..5"),
-        ("ml-100k", "u.data", 6, "4\t99\t5\t881250954", "item id not in the item file"),
+        ("ml-100k", "u.data", 6, "4\t99\t5\t881250954", "item id 99 is not listed in"),
         ("ml-100k", "u.data", 2, "", "expected 4 fields"),
         ("ml-100k", "u.user", 2, "2|53|X|other|94043", "gender must be M or F"),
         ("ml-100k", "u.user", 3, "3|17|M|astronaut|T8H1N", "not listed in u.occupation"),

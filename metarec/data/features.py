@@ -165,6 +165,7 @@ class FeatureEncoder:
         FeatureEncoder
             ``self``, fitted.
         """
+        self._fingerprint = None  # refitting changes what the ids mean
         _require_columns(ratings, ("user_id", "item_id"), "fit")
         if len(ratings) == 0:
             raise ValueError("FeatureEncoder.fit got no ratings; pass the training ratings "
@@ -294,6 +295,31 @@ class FeatureEncoder:
         enc._genre_table = genres
         enc._fitted = True
         return enc
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the vocabularies and the genre list: what encoded ids mean.
+
+        Two encoders with the same fingerprint encode every rating the same way. Task sets
+        (:func:`~metarec.data.build_tasks`) and learners remember it, so tasks of another
+        encoder are refused with a clear message instead of a raw TensorFlow error.
+
+        Examples
+        --------
+        >>> enc.fingerprint                                     # doctest: +SKIP
+        'c0ffee12ab34'
+        """
+        self._check_fitted()
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            import hashlib
+
+            data = {"user_vocab": self.user_vocab, "item_vocab": self.item_vocab,
+                    "user_feature_vocabs": self.user_feature_vocabs,
+                    "item_feature_vocabs": self.item_feature_vocabs, "genres": self.genres}
+            text = json.dumps(data, sort_keys=True, default=_to_python)
+            cached = self._fingerprint = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return cached
 
     def to_json(self) -> str:
         """:meth:`to_dict` as a JSON string."""

@@ -88,6 +88,11 @@ _FORMAT_MEMBERS: dict[str, tuple[str, ...]] = {
     "ml-100k": ("u.data", "u.item", "u.user", "u.genre", "u.occupation"),
     "ml-1m": ("ratings.dat", "users.dat", "movies.dat"),
 }
+# Format name -> the file of each table (to blame the right file in messages).
+_FORMAT_MEMBERS_BY_ROLE: dict[str, dict[str, str]] = {
+    "ml-100k": {"ratings": "u.data", "items": "u.item", "users": "u.user"},
+    "ml-1m": {"ratings": "ratings.dat", "items": "movies.dat", "users": "users.dat"},
+}
 
 
 def age_to_code(age: np.ndarray | Sequence[int]) -> np.ndarray:
@@ -354,11 +359,40 @@ def _read_ml1m(folder: Path) -> RatingsDataset:
 def _finish(name: str, path: Path, ratings: pd.DataFrame, users: pd.DataFrame,
             items: pd.DataFrame, genres: list[str]) -> RatingsDataset:
     """Validate ratings against the user/item tables and assemble the dataset."""
+    files = _FORMAT_MEMBERS_BY_ROLE[name]
+    for table, role in ((users, "users"), (items, "items"), (ratings, "ratings")):
+        if len(table) == 0:
+            raise DataError(f"{path.parent / files[role]} holds no row (an empty file). "
+                            f"{_fix_text(path.parent / files[role], name)}")
     _check(path, ratings, ~ratings["rating"].between(1, 5), "rating must be 1..5", name)
-    _check(path, ratings, ~ratings["user_id"].isin(users["user_id"]),
-           "user id not in the user file", name)
-    _check(path, ratings, ~ratings["item_id"].isin(items["item_id"]),
-           "item id not in the item file", name)
+    for key, role in (("user_id", "users"), ("item_id", "items")):
+        table = users if role == "users" else items
+        other = path.parent / files[role]
+        bad = ~ratings[key].isin(table[key])
+        if bad.any():
+            # The rating names an id the user/item file lacks: usually that file is truncated
+            # or edited, so blame (and suggest replacing) that file, not the ratings file.
+            row = int(np.flatnonzero(np.asarray(bad))[0])
+            lineno = int(ratings.index[row]) + 1
+            text = dict(_numbered_lines(path, name))[lineno]
+            raise DataError(
+                f"{path}, line {lineno}: {text!r} ({key.split('_')[0]} id "
+                f"{int(ratings[key].iloc[row])} is not listed in {other}; {int(bad.sum())} "
+                f"rating(s) name ids missing there, it lists {len(table)} ids up to "
+                f"{int(table[key].max())}). If {other.name} is truncated or edited, "
+                f"{_fix_text(other, name)[0].lower()}{_fix_text(other, name)[1:]}")
+    dup = ratings.duplicated(["user_id", "item_id"], keep=False)
+    if dup.any():
+        # One rating in two rows could land in both the support and the query set of a task.
+        first = ratings[dup].iloc[0]
+        lines = (ratings.index[dup & (ratings["user_id"] == first["user_id"])
+                               & (ratings["item_id"] == first["item_id"])] + 1).tolist()
+        raise DataError(
+            f"{path} rates the same (user, item) pair more than once: user "
+            f"{int(first['user_id'])}, item {int(first['item_id'])} on lines {lines} "
+            f"({int(ratings.duplicated(['user_id', 'item_id']).sum())} duplicate row(s) in all). "
+            "A duplicate could put one rating into both the support and the query set of a "
+            "task; keep one row per pair (e.g. the latest). " + _fix_text(path, name))
     ratings = ratings.astype({"user_id": "int64", "item_id": "int64", "rating": "float32",
                               "timestamp": "int64"})
     # One canonical order (user, time, item) so that every seeded step downstream is stable.
@@ -404,6 +438,9 @@ def _read_bytes(path: Path, name: str) -> bytes:
         raise DataError(f"{path} is missing. Run `python -m metarec data download {name}` "
                         f"(or load with download=True); a custom copy in {name} format needs "
                         f"all of {files}.") from None
+    except OSError as err:  # present but unreadable: a folder, no permission, an I/O error
+        raise DataError(f"{path} exists but cannot be read ({err.strerror or err}). Make it "
+                        f"a readable {name} file.") from None
 
 
 def _read_lines(path: Path, name: str) -> list[str]:
@@ -428,6 +465,8 @@ def _read_table(path: Path, sep: str, columns: dict[str, type], encoding: str,
     ``i + 1`` of the file (blank lines are kept, and rejected as malformed).
     """
     raw = _read_bytes(path, name)
+    if not raw.strip():
+        raise DataError(f"{path} is empty (0 rows). {_fix_text(path, name)}")
     fast_sep = sep
     if len(sep) > 1:
         if _UNIT_SEP.encode() not in raw:

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metarec._validate import check_int
 from metarec.data.dataset import RatingsDataset
 
 __all__ = ["ColdStartSplit", "DEFAULT_NEW_ITEM_YEAR", "PARTS", "cold_start_split",
@@ -223,6 +224,7 @@ def cold_start_split(
         raise ValueError(f"Need warm_query >= 0 and 1 <= min_ratings <= max_ratings; got "
                          f"warm_query={warm_query}, min_ratings={min_ratings}, "
                          f"max_ratings={max_ratings}.")
+    check_int("cold_start_split", "seed", seed, 0)
     user_rng, validation_rng, warm_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
     )

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from metarec._validate import check_int
+
 Features = dict[str, np.ndarray]
 
 
@@ -45,6 +47,9 @@ class Task:
         Ratings, ``[S]`` and ``[Q]``.
     support_items, query_items : array of int64
         Raw item ids of the rows (to show titles, build top-k lists).
+    encoder_fingerprint : str or None
+        :attr:`FeatureEncoder.fingerprint` of the encoder that encoded the features (None for
+        tasks built by hand): learners refuse tasks of another encoder with a clear message.
     """
 
     user_id: int
@@ -54,6 +59,7 @@ class Task:
     query_y: np.ndarray
     support_items: np.ndarray
     query_items: np.ndarray
+    encoder_fingerprint: str | None = None
 
     @property
     def n_support(self) -> int:
@@ -119,6 +125,13 @@ class TaskSet(Sequence[Task]):
     query_length: int = field(default=0)
 
     def __post_init__(self) -> None:
+        prints = {t.encoder_fingerprint for t in self.tasks} - {None}
+        if len(prints) > 1:
+            raise ValueError(f"These tasks were encoded by {len(prints)} different "
+                             f"FeatureEncoders (fingerprints {sorted(prints)}); a TaskSet must "
+                             "hold tasks of one encoder: build them all with the same one.")
+        #: Fingerprint of the encoder of the tasks (None for hand-built tasks).
+        self.encoder_fingerprint: str | None = prints.pop() if prints else None
         if not self.tasks:
             return
         self.support_length = max(self.support_length, max(t.n_support for t in self.tasks))
@@ -224,6 +237,29 @@ class TaskSet(Sequence[Task]):
         }
 
 
+def _check_int(name: str, value: Any, low: int, why: str = "") -> None:
+    check_int("build_tasks", name, value, low, why=why)
+
+
+def _check_no_duplicates(ratings: pd.DataFrame, query_ratings: pd.DataFrame | None) -> None:
+    """Refuse a (user, item) pair rated twice: it could be in a task's support and query set."""
+    pairs = ratings[["user_id", "item_id"]]
+    if query_ratings is not None:
+        pairs = pd.concat([pairs, query_ratings[["user_id", "item_id"]]], ignore_index=True)
+    dup = pairs.duplicated(keep=False)
+    if dup.any():
+        user, item = (int(v) for v in pairs[dup].iloc[0])
+        where = ("ratings and query_ratings" if query_ratings is not None
+                 and ((query_ratings["user_id"] == user) & (query_ratings["item_id"] == item)).any()
+                 and ((ratings["user_id"] == user) & (ratings["item_id"] == item)).any()
+                 else "the ratings")
+        raise ValueError(
+            f"build_tasks: {int(pairs.duplicated().sum())} (user, item) pair(s) are rated more "
+            f"than once (first: user {user}, item {item}, in {where}); one rating could land in "
+            "both the support and the query set of a task (leakage). Keep one row per pair, "
+            "e.g. ratings.drop_duplicates(['user_id', 'item_id'], keep='last').")
+
+
 def build_tasks(
     ratings: pd.DataFrame,
     encoder: _Encoder,
@@ -280,9 +316,26 @@ def build_tasks(
         if name not in ratings.columns:
             raise ValueError(f"build_tasks: ratings lack the column {name!r}; expected the "
                              "ratings DataFrame of a RatingsDataset or a ColdStartSplit part.")
-    if support_size is not None and support_size < 1:
-        raise ValueError(f"support_size must be >= 1 (an empty support set cannot be adapted "
-                         f"on), got {support_size}.")
+    _check_int("min_ratings", min_ratings, 1)
+    _check_int("max_ratings", max_ratings, 1)
+    _check_int("n_query", n_query, 1, "(a task needs a query set to score the adapted model)")
+    _check_int("seed", seed, 0)
+    if support_size is not None:
+        _check_int("support_size", support_size, 1,
+                   "(an empty support set cannot be adapted on)")
+    if max_support is not None:
+        _check_int("max_support", max_support, 1, "(an empty support set cannot be adapted on)")
+    if support_size is not None and max_support is not None:
+        raise ValueError("build_tasks: give support_size (exactly that many support ratings) "
+                         "or max_support (at most that many), not both.")
+    if min_ratings > max_ratings:
+        raise ValueError(f"build_tasks: min_ratings={min_ratings} > max_ratings={max_ratings} "
+                         "keeps no user; use min_ratings <= max_ratings.")
+    if query_ratings is not None:
+        for name in ("user_id", "item_id", "rating"):
+            if name not in query_ratings.columns:
+                raise ValueError(f"build_tasks: query_ratings lack the column {name!r}.")
+    _check_no_duplicates(ratings, query_ratings)
     if query_ratings is None and min_ratings <= n_query:
         raise ValueError(
             f"min_ratings={min_ratings} <= n_query={n_query} would leave users with an empty "
@@ -298,6 +351,7 @@ def build_tasks(
         is_query_row = np.r_[np.zeros(len(ratings), bool), np.ones(len(query_ratings), bool)]
 
     features = encoder.transform(frame)
+    fingerprint = getattr(encoder, "fingerprint", None)
     y_all = frame["rating"].to_numpy(np.float32)
     items_all = frame["item_id"].to_numpy(np.int64)
     if group_by not in ("user_id", "item_id"):
@@ -340,6 +394,7 @@ def build_tasks(
                 query_y=y_all[query_rows],
                 support_items=items_all[support_rows],
                 query_items=items_all[query_rows],
+                encoder_fingerprint=fingerprint,
             )
         )
     return TaskSet(tasks)

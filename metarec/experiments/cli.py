@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from metarec.cli_types import UsageError, at_least
+
 
 def register_experiment_commands(subparsers: Any) -> None:
     """Add ``experiment {list,tune,run}`` to the top-level command line."""
@@ -21,7 +23,7 @@ def register_experiment_commands(subparsers: Any) -> None:
         description="Tune the cells of a grid benchmark (Optuna, SQLite studies under OUT, "
                     "resumable) and write OUT/NAME.configs.json.")
     p.add_argument("name", help="grid benchmark name (see `experiment list`)")
-    p.add_argument("--trials", type=int, default=None,
+    p.add_argument("--trials", type=at_least(1), default=None,
                    help="finished trials per cell (default: the benchmark's)")
     p.add_argument("--models", nargs="+", help="tune only these models")
     p.add_argument("--schemes", nargs="+", help="tune only these schemes")
@@ -32,15 +34,18 @@ def register_experiment_commands(subparsers: Any) -> None:
 
     p = commands.add_parser("run", help="run a benchmark; writes its results files into OUT")
     p.add_argument("name", help="benchmark name (see `experiment list`)")
-    p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
+    p.add_argument("--seeds", type=at_least(0), nargs="+", help="override the seeds")
     p.add_argument("--methods", nargs="+", help="override the methods (recipe benchmarks)")
     p.add_argument("--cells", nargs="+", help="run only these grid cells (model/scheme)")
-    p.add_argument("--epochs", type=int, help="override every method's training epochs")
-    p.add_argument("--dataset", help="override the dataset (synthetic, ml-100k, ml-1m)")
+    p.add_argument("--epochs", type=at_least(1),
+                   help="override every method's training epochs")
+    p.add_argument("--dataset", choices=("synthetic", "ml-100k", "ml-1m"),
+                   help="override the dataset")
     p.add_argument("--configs", type=Path,
                    help="tuned configurations (default: OUT/NAME.configs.json)")
     p.add_argument("--resume", action="store_true",
-                   help="keep finished (seed, cell) results in OUT and run only the others")
+                   help="keep finished (seed, cell or method) results in OUT and run only the "
+                        "others")
     p.add_argument("--overwrite", action="store_true",
                    help="replace results of another run in OUT")
     _data_options(p)
@@ -69,9 +74,9 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-path", type=Path,
                    help="a custom folder in MovieLens format (ml-100k u.data or ml-1m "
                         "ratings.dat), read without checksum verification")
-    p.add_argument("--new-item-year", type=int,
+    p.add_argument("--new-item-year", type=at_least(1),
                    help="items released in or after this year are new (default per dataset)")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=at_least(1),
                    help="TensorFlow threads (e.g. 1 to run two tunings side by side)")
 
 
@@ -103,7 +108,8 @@ def _benchmark(name: str):
     from metarec.experiments import BENCHMARKS
 
     if name not in BENCHMARKS:
-        raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+        raise UsageError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)} "
+                         "(see `python -m metarec experiment list`)")
     return BENCHMARKS[name]
 
 
@@ -157,7 +163,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          overwrite=args.overwrite)
         print("wrote " + ", ".join(str(p) for p in paths))
         return 0
-    results = run_experiment(config, out_dir=out)
+    results = run_experiment(config, out_dir=out, resume=args.resume, overwrite=args.overwrite)
     print(summary_table(results, ["mae", "ndcg@3"]).to_markdown())
     print(f"wrote {out / (config.name + '.csv')} and .md")
     return 0

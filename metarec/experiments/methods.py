@@ -19,6 +19,7 @@ from typing import Any
 import keras
 
 from metarec import meta
+from metarec._validate import check_int, check_positive
 from metarec.models import MODELS, build_model
 
 
@@ -44,6 +45,16 @@ class Method:
     learner_kwargs: dict[str, Any] = field(default_factory=dict)
     paper_optimizer: bool = False
     eval_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        # A bad recipe is refused when it is written, not after minutes of training.
+        where = f"Method {self.name!r}"
+        check_positive(where, "inner_lr", self.inner_lr)
+        check_positive(where, "outer_lr", self.outer_lr)
+        check_int(where, "inner_steps", self.inner_steps, 0)
+        check_int(where, "epochs", self.epochs, 0)
+        if self.eval_steps is not None:
+            check_int(where, "eval_steps", self.eval_steps, 0)
 
     def with_(self, **changes: Any) -> Method:
         """A copy with some fields changed (e.g. ``inner_steps`` for a sweep)."""

@@ -16,6 +16,7 @@ time. :func:`summary_table` turns it into mean and standard deviation over seeds
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -23,10 +24,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 
+from metarec._validate import check_int
 from metarec.data import (
     ColdStartSplit,
     FeatureEncoder,
@@ -42,6 +46,8 @@ from metarec.experiments.methods import METHODS, Method, get_method
 from metarec.meta import MetaLearner
 
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
+#: Datasets a benchmark can name (``data_path`` reads a custom folder of a MovieLens format).
+DATASET_NAMES = ("synthetic", "ml-100k", "ml-1m")
 METRICS = ("mae", "rmse", "ndcg@1", "ndcg@3")
 
 
@@ -197,41 +203,167 @@ def evaluate_scenarios(learner: MetaLearner, data: PreparedData,
     return rows
 
 
+def _run_identity(config: ExperimentConfig) -> dict[str, Any]:
+    """What makes two runs comparable: everything but the seeds and methods (which resume adds)."""
+    return {"benchmark": config.name, "dataset": config.dataset,
+            "scenarios": list(config.scenarios), "epochs": config.epochs,
+            "batch_size": config.batch_size, "patience": config.patience,
+            "synthetic_kwargs": dict(config.synthetic_kwargs), "data_path": config.data_path,
+            "new_item_year": config.new_item_year}
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create ``out_dir`` if needed and check a file can be written there (before training)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise OSError(f"Cannot write results into {out_dir}: {err.strerror or err}. Choose "
+                      "another --out folder (nothing was trained).") from None
+
+
+def validate_config(config: ExperimentConfig) -> ExperimentConfig:
+    """Check a recipe benchmark's names and numbers before any training; clear messages."""
+    where = f"benchmark {config.name!r}"
+    if config.dataset not in DATASET_NAMES:
+        raise ValueError(f"{where}: unknown dataset {config.dataset!r}; choose from "
+                         f"{', '.join(DATASET_NAMES)}.")
+    for scenario in config.scenarios:
+        if scenario not in SCENARIOS:
+            raise ValueError(f"Unknown scenario {scenario!r}; choose from {SCENARIOS}.")
+    if not config.seeds:
+        raise ValueError(f"{where}: no seed given; pass at least one seed.")
+    for seed in config.seeds:
+        check_int(where, "every seed", seed, 0)
+    if len(set(config.seeds)) != len(config.seeds):
+        raise ValueError(f"{where}: duplicate seeds {list(config.seeds)}; every seed must be "
+                         "distinct (a repeated seed would count one run twice).")
+    if not config.methods:
+        raise ValueError(f"{where}: no method given; choose from {', '.join(METHODS)}.")
+    for name in config.methods:
+        get_method(name)
+    if len(set(config.methods)) != len(config.methods):
+        raise ValueError(f"{where}: duplicate methods {list(config.methods)}; list each once.")
+    if config.epochs is not None:
+        check_int(where, "epochs", config.epochs, 1)
+    check_int(where, "batch_size", config.batch_size, 1)
+    check_int(where, "patience", config.patience, 0)
+    return config
+
+
 def run_experiment(config: ExperimentConfig | str, out_dir: str | Path | None = None,
-                   progress: bool = True) -> pd.DataFrame:
+                   progress: bool = True, *, resume: bool = False,
+                   overwrite: bool = False) -> pd.DataFrame:
     """Run ``config`` (or the name of a :data:`BENCHMARKS` entry); return the tidy results.
 
-    With ``out_dir``, writes ``<name>.csv`` (tidy rows) and ``<name>.md`` (the summary
-    table, mean ± std over seeds), each atomically.
+    With ``out_dir``, writes ``<name>.csv`` (tidy rows), ``<name>.md`` (the summary table,
+    mean ± std over seeds) and ``<name>.run.json`` (what was run), each atomically and again
+    after every finished (seed, method): an error or an interruption loses at most the
+    running method. Existing files are never replaced silently: ``resume=True`` keeps their
+    finished (seed, method) rows and runs the others (the dataset, scenarios and training
+    settings must be those of the earlier run; seeds and methods may be added),
+    ``overwrite=True`` starts afresh, and otherwise a ``FileExistsError`` says so before
+    anything is trained. The folder is checked for writing first, too.
     """
     if isinstance(config, str):
         if config not in BENCHMARKS:
             raise ValueError(f"Unknown benchmark {config!r}; choose from {sorted(BENCHMARKS)}.")
         config = BENCHMARKS[config]
-    for scenario in config.scenarios:
-        if scenario not in SCENARIOS:
-            raise ValueError(f"Unknown scenario {scenario!r}; choose from {SCENARIOS}.")
+    validate_config(config)
+    if resume and overwrite:
+        raise ValueError("run_experiment: pass resume=True (continue the run in out_dir) or "
+                         "overwrite=True (replace it), not both.")
     methods = [get_method(m) for m in config.methods]
     rows: list[dict] = []
-    jobs = [(seed, m) for seed in config.seeds for m in methods]
+    done: set[tuple[int, str]] = set()
+    paths = None
+    if out_dir is not None:
+        paths = result_paths(out_dir, config.name)
+        check_writable(Path(out_dir))
+        rows, done = _previous_rows(config, paths, resume=resume, overwrite=overwrite)
+        _atomic_write(paths["run"], json.dumps(_run_identity(config), indent=2) + "\n")
+    jobs = [(seed, m) for seed in config.seeds for m in methods if (seed, m.name) not in done]
     bar = _progress(len(jobs), enabled=progress)
     for seed in config.seeds:
+        if all((seed, m.name) in done for m in methods):
+            continue
         data = prepare_benchmark(config, seed)
         dataset = data.dataset
         for method in methods:
+            if (seed, method.name) in done:
+                continue
             bar.set_description(f"seed {seed} {method.name}")
-            learner, seconds = train_method(method, data, seed, epochs=config.epochs,
-                                            batch_size=config.batch_size,
-                                            patience=config.patience)
-            for row in evaluate_scenarios(learner, data, config.scenarios):
-                rows.append({"dataset": dataset.name, "seed": seed, "method": method.name,
-                             "label": method.label, **row, "train_seconds": seconds})
+            try:
+                learner, seconds = train_method(method, data, seed, epochs=config.epochs,
+                                                batch_size=config.batch_size,
+                                                patience=config.patience)
+                new = [{"dataset": dataset.name, "seed": seed, "method": method.name,
+                        "label": method.label, **row, "train_seconds": seconds}
+                       for row in evaluate_scenarios(learner, data, config.scenarios)]
+            except Exception as err:
+                if paths is not None and rows:
+                    err.add_note(f"The {len(rows)} result rows finished before are in "
+                                 f"{paths['csv']}; fix the problem and rerun with --resume "
+                                 "(resume=True) to run only the missing (seed, method) pairs.")
+                bar.close()
+                raise
+            rows.extend(new)
+            if paths is not None:  # after every method: an error later loses nothing
+                write_results(pd.DataFrame(rows), Path(out_dir), config.name)
             bar.update(1)
     bar.close()
     results = pd.DataFrame(rows)
-    if out_dir is not None:
-        write_results(results, Path(out_dir), config.name)
+    if len(results):  # the order of the config, whatever order resume found them in
+        order = {(s, m.name): i for i, (s, m) in enumerate(
+            (s, m) for s in config.seeds for m in methods)}
+        keep = [(int(s), m) in order for s, m in zip(results["seed"], results["method"],
+                                                      strict=True)]
+        results = results[keep]
+        rank = [order[(int(s), m)] for s, m in zip(results["seed"], results["method"],
+                                                   strict=True)]
+        results = results.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
     return results
+
+
+def result_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
+    """The files :func:`run_experiment` writes for benchmark ``name`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    return {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md",
+            "run": out_dir / f"{name}.run.json"}
+
+
+def _previous_rows(config: ExperimentConfig, paths: dict[str, Path], *, resume: bool,
+                   overwrite: bool) -> tuple[list[dict], set[tuple[int, str]]]:
+    """Rows and finished (seed, method) pairs of an earlier run to keep; refuse to clobber."""
+    existing = [p for p in paths.values() if p.exists()]
+    if not existing or overwrite:
+        return [], set()
+    if not resume:
+        raise FileExistsError(
+            f"{', '.join(str(p) for p in existing)} already exist(s), maybe the results of "
+            "another run. Pass --resume (resume=True) to continue that run, --overwrite "
+            "(overwrite=True) to replace it, or choose another --out folder.")
+    if not paths["run"].exists() or not paths["csv"].exists():
+        raise FileExistsError(
+            f"{', '.join(str(p) for p in existing)} exist(s) but not as a resumable run "
+            f"({paths['run'].name} and {paths['csv'].name} are both needed); pass --overwrite "
+            "to replace them or choose another --out folder.")
+    try:
+        before = json.loads(paths["run"].read_text())
+        previous = pd.read_csv(paths["csv"])
+    except (ValueError, OSError) as err:
+        raise ValueError(f"Cannot resume from {paths['run']} / {paths['csv']}: {err}. Pass "
+                         "--overwrite to start afresh.") from None
+    now = json.loads(json.dumps(_run_identity(config)))  # tuples read back as lists
+    changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
+    if changed:
+        what = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
+        raise ValueError(f"Cannot resume {paths['csv']}: it holds another run ({what}). Pass "
+                         "--overwrite to replace it, or choose another --out folder.")
+    done = {(int(s), str(m)) for s, m in zip(previous["seed"], previous["method"],
+                                             strict=True)}
+    return previous.to_dict("records"), done
 
 
 def summary_table(results: pd.DataFrame, metrics: Sequence[str] = METRICS,
@@ -318,8 +450,10 @@ __all__ = [
     "load_dataset",
     "prepare",
     "prepare_benchmark",
+    "result_paths",
     "run_experiment",
     "summary_table",
     "train_method",
+    "validate_config",
     "write_results",
 ]

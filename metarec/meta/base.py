@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from metarec._validate import check_int, check_positive
 from metarec.data.tasks import Task, TaskBatch, TaskSet
 from metarec.metrics import summarize, task_metrics
 
@@ -50,6 +51,73 @@ def register_learner(cls: type[MetaLearner]) -> type[MetaLearner]:
 def _dense(g: Any) -> tf.Tensor:
     # Embedding gradients arrive as IndexedSlices; per-task fast weights need dense tensors.
     return tf.convert_to_tensor(g)
+
+
+#: Tag of the in-graph finiteness check; ``fit`` recognises its error by it.
+_NONFINITE_TAG = "metarec: non-finite meta-loss or gradient, update not applied"
+
+
+def _finite_or_stop(loss: tf.Tensor, grads: list[Any]) -> list[Any]:
+    """``grads`` unchanged, but the step fails before using them if any value is NaN or inf.
+
+    ``check_numerics`` passes its input through and raises when a value is not finite; the
+    optimizer update reads the checked gradients, so a failing check stops the step before
+    any weight or optimizer slot is written. Unlike a ``tf.cond`` around the update this
+    leaves the update graph (and so the numbers of finite steps) exactly as it was, and keeps
+    embedding gradients sparse (``IndexedSlices``).
+    """
+    with tf.control_dependencies([tf.debugging.check_numerics(loss, _NONFINITE_TAG)]):
+        out = []
+        for g in grads:
+            if isinstance(g, tf.IndexedSlices):
+                values = tf.debugging.check_numerics(g.values, _NONFINITE_TAG)
+                out.append(tf.IndexedSlices(values, g.indices, g.dense_shape))
+            else:
+                out.append(tf.debugging.check_numerics(g, _NONFINITE_TAG))
+    return out
+
+
+def _apply_if_finite(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor,
+                     pairs: list[tuple[Any, Any]]) -> None:
+    """The XLA variant of the guard: apply the update under ``tf.cond`` only if all is finite.
+
+    Under ``jit_compile`` ``check_numerics`` does not check, so the update is made conditional
+    instead; the optimizer's slots are created first (no variable may be created in a branch).
+    """
+    grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
+    values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(loss))]
+                           + [tf.reduce_all(tf.math.is_finite(v)) for v in values])
+    if not optimizer.built:
+        optimizer.build(variables)
+
+    def apply() -> tf.Tensor:
+        optimizer.apply(grads, variables)
+        return tf.constant(True)
+
+    tf.cond(finite, apply, lambda: tf.constant(False))
+
+
+def _check_adapt_spec(where: str, spec: Any) -> None:
+    """Refuse an ``adapt=`` value of the wrong type or an invalid regular expression early."""
+    if isinstance(spec, str):
+        try:
+            re.compile(spec)
+        except re.error as err:
+            raise ValueError(f"{where}: adapt={spec!r} is not a valid regular expression "
+                             f"({err}); pass 'all', a regex searched in variable paths, a "
+                             "callable or a list of the model's variables.") from None
+    elif not callable(spec) and not (isinstance(spec, Sequence)
+                                     and all(hasattr(v, "path") for v in spec)):
+        raise TypeError(f"{where}: adapt must be 'all', a regular expression, a callable "
+                        f"variable -> bool, or a list of the model's variables; got {spec!r}.")
+
+
+def _check_ks(where: str, ks: Any) -> tuple[int, ...]:
+    if isinstance(ks, int | str) or not isinstance(ks, Sequence) or not ks:
+        raise TypeError(f"{where}: ks must be a non-empty sequence of cut-offs such as (1, 3), "
+                        f"got {ks!r}.")
+    return tuple(check_int(where, "every k of ks", k, 1) for k in ks)
 
 
 def masked_mse(pred: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -133,13 +201,20 @@ class MetaLearner:
         vectorize: bool = True,
         jit_compile: bool = False,
     ):
-        if inner_steps < 0:
-            raise ValueError(f"inner_steps must be >= 0, got {inner_steps}.")
+        where = self.display_name
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"{where}: model must be a keras.Model (e.g. "
+                            f"metarec.models.build_model('mf', encoder.spec)), got "
+                            f"{type(model).__name__}.")
         self.model = model
-        self.inner_lr = float(inner_lr)
-        self.inner_steps = int(inner_steps)
+        self.inner_lr = check_positive(where, "inner_lr", inner_lr,
+                                       "(the inner-loop step size)")
+        self.inner_steps = check_int(where, "inner_steps", inner_steps, 0)
+        _check_adapt_spec(where, adapt)
         self.adapt_spec = adapt
-        self.seed = int(seed)
+        self.seed = check_int(where, "seed", seed, 0)
+        #: Fingerprint of the FeatureEncoder of the first tasks seen (see _check_tasks).
+        self.encoder_fingerprint: str | None = None
         self.vectorize = bool(vectorize)
         self.jit_compile = bool(jit_compile)
         self.optimizer: keras.optimizers.Optimizer | None = None
@@ -198,6 +273,13 @@ class MetaLearner:
         else:
             ids = {id(v) for v in spec}
             chosen = [i for i, v in enumerate(variables) if id(v) in ids]
+            foreign = [v.path for v in spec if id(v) not in {id(w) for w in variables}]
+            if foreign:
+                raise ValueError(
+                    f"{self.display_name}: adapt lists {len(foreign)} variable(s) that are not "
+                    f"trainable variables of model {self.model.name!r}: {', '.join(foreign)}. "
+                    "Pass variables of this model (e.g. model.trainable_variables[:2]) or a "
+                    "regular expression.")
         if not chosen:
             paths = ", ".join(v.path for v in variables)
             raise ValueError(
@@ -293,7 +375,12 @@ class MetaLearner:
                 pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
                 pairs += [(g, v) for g, v in zip(extra_grads, self.extra_variables, strict=True)
                           if g is not None]
-                self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+                if self.jit_compile:  # XLA compiles check_numerics to a no-op
+                    _apply_if_finite(self.optimizer, loss, pairs)
+                    return loss
+                # A non-finite loss or gradient stops the step before any weight changes.
+                grads_ = _finite_or_stop(loss, [g for g, _ in pairs])
+                self.optimizer.apply(grads_, [v for _, v in pairs])
                 return loss
             self._compiled[key] = tf.function(step, jit_compile=self.jit_compile,
                                               reduce_retracing=self.vectorize)
@@ -351,6 +438,30 @@ class MetaLearner:
             )
         self._checked = True
 
+    def _check_tasks(self, tasks: Any, where: str, name: str = "tasks") -> None:
+        """A non-empty TaskSet encoded by the same FeatureEncoder as the earlier tasks."""
+        if not isinstance(tasks, TaskSet):
+            hint = (" (a TaskBatch: pass the TaskSet it came from)"
+                    if isinstance(tasks, TaskBatch) else "")
+            raise TypeError(f"{where}: {name} must be a TaskSet (from build_tasks or "
+                            f"scenario_tasks), got {type(tasks).__name__}{hint}.")
+        if len(tasks) == 0:
+            label = "" if name == "tasks" else f" {name}"
+            raise ValueError(f"{where}: the TaskSet{label} is empty; check the filters of "
+                             "build_tasks (min_ratings, max_ratings, support_size).")
+        fingerprint = tasks.encoder_fingerprint
+        if fingerprint is None:
+            return  # hand-built tasks: nothing to compare
+        if self.encoder_fingerprint is None:
+            self.encoder_fingerprint = fingerprint
+        elif fingerprint != self.encoder_fingerprint:
+            raise ValueError(
+                f"{where}: {name} were encoded by another FeatureEncoder (fingerprint "
+                f"{fingerprint}) than the tasks this learner was trained or evaluated on "
+                f"({self.encoder_fingerprint}); their ids and features mean other things to "
+                "the model. Build them with the encoder of the training data (the one whose "
+                f"encoder.fingerprint is {self.encoder_fingerprint!r}).")
+
     # ------------------------------------------------------------------ training loop
     def fit(
         self,
@@ -371,8 +482,15 @@ class MetaLearner:
         epoch, so ``keras.callbacks.EarlyStopping(monitor="val_mae")`` works. A progress bar
         shows the running meta-loss when ``verbose=1``.
         """
-        if len(tasks) == 0:
-            raise ValueError(f"{self.display_name}.fit: the TaskSet is empty.")
+        where = f"{self.display_name}.fit"
+        epochs = check_int(where, "epochs", epochs, 1)
+        batch_size = check_int(where, "batch_size", batch_size, 1)
+        validation_batch_size = check_int(where, "validation_batch_size",
+                                          validation_batch_size, 1)
+        verbose = check_int(where, "verbose", verbose, 0, 2)
+        self._check_tasks(tasks, where)
+        if validation_tasks is not None:
+            self._check_tasks(validation_tasks, where, "validation_tasks")
         if self.optimizer is None:
             self.compile()
         steps = int(np.ceil(len(tasks) / batch_size))
@@ -386,29 +504,45 @@ class MetaLearner:
         self.model.stop_training = False
         cb.on_train_begin()
         logs: dict[str, float] = {}
-        for epoch in range(epochs):
-            cb.on_epoch_begin(epoch)
-            losses = []
-            batches = tasks.batches(batch_size, shuffle=shuffle, seed=self.seed + epoch)
-            for i, batch in enumerate(batches):
-                cb.on_train_batch_begin(i)
-                loss = float(step_fn(self._prepare(batch)))
-                if not np.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{self.display_name}: the meta-loss became {loss} at epoch {epoch + 1}, "
-                        f"step {i + 1}. Lower the outer learning rate or inner_lr "
-                        f"(now {self.inner_lr}), or check the ratings for NaN."
-                    )
-                losses.append(loss)
-                cb.on_train_batch_end(i, {"loss": loss})
-            logs = {"loss": float(np.mean(losses))}
-            if validation_tasks is not None:
-                val = self.evaluate(validation_tasks, batch_size=validation_batch_size)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            cb.on_epoch_end(epoch, logs)
-            if getattr(self.model, "stop_training", False):
-                break
-        cb.on_train_end(logs)
+        # The step counter advances even in a step the finiteness check stops (it does not
+        # read the gradients): remember it, so a stopped step leaves the optimizer unchanged.
+        iterations = int(self.optimizer.iterations.numpy())
+        try:
+            for epoch in range(epochs):
+                cb.on_epoch_begin(epoch)
+                losses = []
+                batches = tasks.batches(batch_size, shuffle=shuffle, seed=self.seed + epoch)
+                for i, batch in enumerate(batches):
+                    cb.on_train_batch_begin(i)
+                    try:
+                        loss = float(step_fn(self._prepare(batch)))
+                    except tf.errors.InvalidArgumentError as err:
+                        if _NONFINITE_TAG not in str(err):
+                            raise
+                        self.optimizer.iterations.assign(iterations)
+                        loss = float("nan")
+                    if not np.isfinite(loss):
+                        raise FloatingPointError(
+                            f"{self.display_name}: the meta-loss or its gradient became NaN or "
+                            f"infinite at epoch {epoch + 1}, step {i + 1}; that step was not "
+                            "applied, so the model keeps its last finite weights. Lower the "
+                            f"outer learning rate or inner_lr (now {self.inner_lr}), or check "
+                            "the ratings for NaN."
+                        )
+                    iterations += 1
+                    losses.append(loss)
+                    cb.on_train_batch_end(i, {"loss": loss})
+                logs = {"loss": float(np.mean(losses))}
+                if validation_tasks is not None:
+                    val = self.evaluate(validation_tasks, batch_size=validation_batch_size)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                cb.on_epoch_end(epoch, logs)
+                if getattr(self.model, "stop_training", False):
+                    break
+        finally:
+            # Also on the way out of an error: callbacks that restore weights (KeepBestWeights)
+            # and close progress bars must run.
+            cb.on_train_end(logs)
         self.history = next(c for c in cb.callbacks if isinstance(c, keras.callbacks.History))
         return self.history
 
@@ -479,11 +613,13 @@ class MetaLearner:
         if diverged not in ("raise", "nan", "fallback"):
             raise ValueError(f"evaluate_steps: diverged must be 'raise', 'nan' or 'fallback', "
                              f"got {diverged!r}.")
-        if len(tasks) == 0:
-            raise ValueError(f"{self.display_name}.evaluate_steps: the TaskSet is empty.")
-        if int(max_steps) < 0:
-            raise ValueError(f"evaluate_steps: max_steps must be >= 0, got {max_steps}.")
-        max_steps = int(max_steps)
+        where = f"{self.display_name}.evaluate_steps"
+        self._check_tasks(tasks, where)
+        max_steps = check_int(where, "max_steps", max_steps, 0)
+        batch_size = check_int(where, "batch_size", batch_size, 1)
+        ks = _check_ks(where, ks)
+        if clip is not None and not (len(clip) == 2 and float(clip[0]) < float(clip[1])):
+            raise ValueError(f"{where}: clip must be (low, high) with low < high, got {clip!r}.")
         frames = []
         for batch in tasks.batches(batch_size, shuffle=False):
             preds = self._predict_curve_fn(max_steps)(self._prepare(batch)).numpy()
@@ -520,7 +656,9 @@ class MetaLearner:
 
     def predict_query(self, batch: TaskBatch, steps: int | None = None) -> np.ndarray:
         """Adapt to each task's support set, then predict its query set: ``[T, Q]``."""
-        steps = self.inner_steps if steps is None else int(steps)
+        if steps is not None:
+            steps = check_int(f"{self.display_name}.predict_query", "steps", steps, 0)
+        steps = self.inner_steps if steps is None else steps
         tensors = self._prepare(batch)
         return self._predict_fn(steps)(tensors).numpy()
 
@@ -537,8 +675,12 @@ class MetaLearner:
         Returns the task-averaged metrics (``mae``, ``rmse``, ``ndcg@k``; definitions in
         :mod:`metarec.metrics`), or one row per task (with ``user_id``) if ``per_task``.
         """
-        if len(tasks) == 0:
-            raise ValueError(f"{self.display_name}.evaluate: the TaskSet is empty.")
+        where = f"{self.display_name}.evaluate"
+        self._check_tasks(tasks, where)
+        if steps is not None:
+            steps = check_int(where, "steps", steps, 0)
+        batch_size = check_int(where, "batch_size", batch_size, 1)
+        ks = _check_ks(where, ks)
         frames = []
         for batch in tasks.batches(batch_size, shuffle=False):
             pred = self.predict_query(batch, steps)
@@ -561,16 +703,35 @@ class MetaLearner:
         ``support`` is a :class:`Task` (its support set is used) or ``(x, y)`` with feature
         dict ``x`` (``[S, ...]``) and ratings ``y`` (``[S]``). Returns an :class:`AdaptedModel`.
         """
+        where = f"{self.display_name}.adapt"
         if isinstance(support, Task):
+            if support.encoder_fingerprint is not None:
+                self._check_tasks(TaskSet([support]), where, "support")
             x, y = support.support_x, support.support_y
-        else:
+        elif isinstance(support, tuple | list) and len(support) == 2 \
+                and isinstance(support[0], dict):
             x, y = support
+        else:
+            raise TypeError(f"{where}: support must be a Task or a pair (x, y) of a feature "
+                            f"dict and ratings, got {type(support).__name__}.")
         y = np.asarray(y, np.float32)
+        if y.ndim != 1:
+            raise ValueError(f"{where}: the support ratings y must be 1-D [S], got shape "
+                             f"{y.shape}.")
         if len(y) == 0:
-            raise ValueError(f"{self.display_name}.adapt: the support set is empty; give at "
+            raise ValueError(f"{where}: the support set is empty; give at "
                              "least one rating (or use the un-adapted model for a new user).")
+        if not np.isfinite(y).all():
+            raise ValueError(f"{where}: the support ratings contain NaN or infinite values; "
+                             "drop or fix those ratings.")
+        rows = {k: np.shape(v)[0] if np.ndim(v) else None for k, v in x.items()}
+        if any(n != len(y) for n in rows.values()):
+            raise ValueError(f"{where}: every feature of x needs one row per rating "
+                             f"({len(y)} ratings), got rows {rows}.")
+        if steps is not None:
+            steps = check_int(where, "steps", steps, 0)
         self._build(x)
-        steps = self.inner_steps if steps is None else int(steps)
+        steps = self.inner_steps if steps is None else steps
         theta = [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
         nt = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
         fast, frozen = self._split(theta)
@@ -594,29 +755,72 @@ class MetaLearner:
         extras = {f"extra_{i}": np.asarray(v) for i, v in enumerate(self.extra_variables)}
         np.savez(path / "learner_variables.npz", **extras)
         (path / "learner.json").write_text(
-            json.dumps({"class": type(self).__name__, "config": config}, indent=2)
+            json.dumps({"class": type(self).__name__, "config": config,
+                        "encoder_fingerprint": self.encoder_fingerprint}, indent=2)
         )
         return path
 
 
 def load_learner(path: str | Path) -> MetaLearner:
-    """Load a learner saved with :meth:`MetaLearner.save`; predictions are identical."""
+    """Load a learner saved with :meth:`MetaLearner.save`; predictions are identical.
+
+    A damaged save (missing or unreadable file, bad JSON, unknown class, truncated archive,
+    variables that do not fit) raises one :class:`ValueError` or :class:`FileNotFoundError`
+    naming the file and what is wrong with it.
+    """
     path = Path(path)
-    if not (path / "learner.json").exists():
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a folder holding a saved learner; save one "
+                                "with learner.save(path) and pass that folder.")
+    meta_path = path / "learner.json"
+    if not meta_path.exists():
         raise FileNotFoundError(f"{path} holds no saved learner (learner.json is missing); "
                                 "save one with learner.save(path).")
-    meta = json.loads((path / "learner.json").read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+        cls_name, config = meta["class"], dict(meta["config"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{meta_path} is damaged ({type(err).__name__}: {err}); it must be the "
+                         "JSON written by learner.save with keys 'class' and 'config'. Save "
+                         "the learner again.") from None
     import metarec.models  # noqa: F401  (registers the package's Keras model classes)
 
-    cls = _REGISTRY[meta["class"]]
-    config = dict(meta["config"])
-    model = keras.saving.load_model(path / "model.keras")
-    if isinstance(config.get("adapt"), list):
-        config["adapt"] = [model.trainable_variables[i] for i in config["adapt"]]
-    learner = cls(model, **config)
-    learner._adapt_idx = learner._select(learner.adapt_spec)
+    if cls_name not in _REGISTRY:
+        raise ValueError(f"{meta_path} names the learner class {cls_name!r}, which is not "
+                         f"registered; known: {sorted(_REGISTRY)}. Import the module that "
+                         "defines it (decorated with @register_learner) before loading.")
+    cls = _REGISTRY[cls_name]
+    model_path = path / "model.keras"
+    if not model_path.exists():
+        raise FileNotFoundError(f"{model_path} is missing, so the saved learner in {path} is "
+                                "incomplete; save the learner again.")
+    try:
+        model = keras.saving.load_model(model_path)
+    except Exception as err:  # Keras raises many types for a damaged archive
+        raise ValueError(f"{model_path} exists but cannot be loaded as a Keras model "
+                         f"({type(err).__name__}: {str(err)[:300]}); the file is truncated or "
+                         "damaged, or a custom model class is not imported. Save the learner "
+                         "again.") from None
+    try:
+        if isinstance(config.get("adapt"), list):
+            config["adapt"] = [model.trainable_variables[i] for i in config["adapt"]]
+        learner = cls(model, **config)
+        learner._adapt_idx = learner._select(learner.adapt_spec)
+    except (TypeError, ValueError, IndexError) as err:
+        raise ValueError(f"{meta_path} holds a configuration that does not fit {cls_name} or "
+                         f"its model ({err}); save the learner again.") from None
     learner._build_extra()
-    extras = np.load(path / "learner_variables.npz")
-    for i, var in enumerate(learner.extra_variables):
-        var.assign(extras[f"extra_{i}"])
+    learner.encoder_fingerprint = meta.get("encoder_fingerprint")
+    extras_path = path / "learner_variables.npz"
+    if not extras_path.exists():
+        raise FileNotFoundError(f"{extras_path} is missing, so the saved learner in {path} is "
+                                "incomplete; save the learner again.")
+    try:
+        with np.load(extras_path) as extras:
+            for i, var in enumerate(learner.extra_variables):
+                var.assign(extras[f"extra_{i}"])
+    except Exception as err:  # zipfile, KeyError, shape mismatch: all mean a damaged file
+        raise ValueError(f"{extras_path} exists but does not hold the learner's "
+                         f"{len(learner.extra_variables)} variable(s) ({type(err).__name__}: "
+                         f"{err}); it is truncated or damaged. Save the learner again.") from None
     return learner

@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from metarec._validate import check_positive
 from metarec.meta.base import AdaptSpec, MetaLearner, register_learner
 
 
@@ -49,7 +50,8 @@ class Reptile(MetaLearner):
                  meta_step_size: float = 0.1, adapt: AdaptSpec = "all", **kwargs: Any):
         super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, adapt=adapt,
                          **kwargs)
-        self.meta_step_size = float(meta_step_size)
+        self.meta_step_size = check_positive(self.display_name, "meta_step_size",
+                                             meta_step_size)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "meta_step_size": self.meta_step_size}

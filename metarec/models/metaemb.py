@@ -161,5 +161,6 @@ def hide_item_ids(tasks: TaskSet) -> TaskSet:
         return {**x, "item_id": np.zeros_like(x["item_id"])}
 
     return TaskSet([Task(t.user_id, hidden(t.support_x), t.support_y, hidden(t.query_x),
-                         t.query_y, t.support_items, t.query_items) for t in tasks],
+                         t.query_y, t.support_items, t.query_items, t.encoder_fingerprint)
+                    for t in tasks],
                    tasks.support_length, tasks.query_length)

@@ -1,0 +1,36 @@
+"""Argument checks shared by the public entry points: one clear message per bad value.
+
+Every message names the function, the argument, the valid range and the value received, e.g.
+``MAML: inner_lr must be a finite number > 0, got nan.`` Booleans are refused where a number
+is expected (``True`` is an ``int`` to Python, never what a user meant by a step count).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any
+
+
+def check_int(where: str, name: str, value: Any, low: int, high: int | None = None,
+              why: str = "") -> int:
+    """``value`` as an ``int`` if it is an integer in ``[low, high]``; else a clear error."""
+    bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+    reason = f" {why}" if why else ""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{where}: {name} must be an integer {bounds}{reason}, got {value!r} "
+                        f"({type(value).__name__}).")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{where}: {name} must be an integer {bounds}{reason}, got {value}.")
+    return int(value)
+
+
+def check_positive(where: str, name: str, value: Any, why: str = "") -> float:
+    """``value`` as a ``float`` if it is a finite number > 0; else a clear error."""
+    reason = f" {why}" if why else ""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{where}: {name} must be a finite number > 0{reason}, got {value!r} "
+                        f"({type(value).__name__}).")
+    if not math.isfinite(float(value)) or value <= 0:
+        raise ValueError(f"{where}: {name} must be a finite number > 0{reason}, got {value}.")
+    return float(value)
