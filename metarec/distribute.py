@@ -225,6 +225,12 @@ class DistributedTrainer:
                     f"the scope of {type(self.strategy).__name__}, so they are not mirrored. "
                     "Create the model and the learner inside `with strategy.scope():` (or "
                     "pass fit(strategy=...) a learner whose model is not built yet).")
+            owner = getattr(learner.optimizer, "_distribution_strategy", self.strategy)
+            if owner is not self.strategy:
+                raise ValueError(
+                    f"{learner.display_name}: the optimizer was created outside the scope of "
+                    f"{type(self.strategy).__name__}; call learner.compile(...) inside "
+                    "`with strategy.scope():`.")
             if not learner.optimizer.built:
                 learner.optimizer.build(variables)
 

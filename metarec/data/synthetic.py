@@ -58,8 +58,9 @@ User :math:`u` rates :math:`n_u` items, :math:`n_u` from a bounded Pareto distri
 (shape 1) on ``ratings_per_user = (L, H)`` (long tail: most users rate few items, a few rate
 many); the items are drawn without replacement with probability :math:`\propto e^{a_i}`
 (popular items are seen more; above :data:`DENSE_SAMPLING_LIMIT` user x item pairs by
-successive sampling, the same law at a cost linear in the number of ratings). Timestamps: each user starts at a uniform time between
-1997-09-20 and 1998-04-22 and rates over an exponential span (mean 20 days).
+successive sampling, the same law at a cost linear in the number of ratings). Timestamps:
+each user starts at a uniform time between 1997-09-20 and 1998-04-22 and rates over an
+exponential span (mean 20 days).
 """
 
 from __future__ import annotations
