@@ -34,14 +34,16 @@ from typing import Any
 
 __all__ = ["OUTPUT_FILES", "register_train_commands", "run_training"]
 
+#: The names of metarec.distribute.STRATEGIES, repeated here so that building the command line
+#: (e.g. for ``python -m metarec data stats``) does not import TensorFlow.
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
 #: What a run writes into its output folder.
 OUTPUT_FILES = ("learner", "history.csv", "results.csv", "run.json")
 
 
 def register_train_commands(subparsers: Any) -> None:
     """Add ``train`` to the top-level command line (see the module docstring)."""
-    from metarec.distribute import STRATEGIES
-
     p = subparsers.add_parser(
         "train", help="meta-train one method (one device, several GPUs or several machines)",
         description="Meta-train one method of `experiment list` on a dataset, on one device or "
