@@ -237,8 +237,8 @@ class DistributedTrainer:
     # ------------------------------------------------------------------ input pipeline
     def _global_batches(self, tasks: TaskSet, batch_size: int, shuffle: bool,
                         seed: int) -> Iterator[TaskBatch]:
-        if self.bucket:
-            batches = bucketed_batches(tasks, batch_size, shuffle=shuffle, seed=seed)
+        if self.bucket and hasattr(tasks, "tasks"):  # a TaskStream buckets its own batches
+            batches = bucketed_batches(tasks, batch_size, shuffle=shuffle, seed=seed, multiple=8)
         else:
             batches = tasks.batches(batch_size, shuffle=shuffle, seed=seed)
         for batch in batches:

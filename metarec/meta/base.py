@@ -633,10 +633,11 @@ def _epoch_batches(trainer: Any, tasks: TaskSet, batch_size: int, shuffle: bool,
     """One epoch's meta-batches: distributed, bucketed by support size, or plain."""
     if trainer is not None:
         return trainer.batches(tasks, batch_size, shuffle=shuffle, seed=seed)
-    if bucket:
+    if bucket and isinstance(tasks, TaskSet):  # a TaskStream buckets its own batches
         from metarec.data.buckets import bucketed_batches
 
-        return bucketed_batches(tasks, batch_size, shuffle=shuffle, seed=seed)
+        # Lengths rounded up to a multiple of 8: a handful of shapes, so few retraces.
+        return bucketed_batches(tasks, batch_size, shuffle=shuffle, seed=seed, multiple=8)
     return tasks.batches(batch_size, shuffle=shuffle, seed=seed)
 
 
