@@ -311,10 +311,19 @@ class DistributedTrainer:
         return self._step(dist_batch)
 
 
-def resolve_strategy(strategy: tf.distribute.Strategy | None) -> tf.distribute.Strategy | None:
-    """``strategy``, else the strategy whose scope is active, else None (one device)."""
+def resolve_strategy(strategy: tf.distribute.Strategy | None,
+                     learner: MetaLearner | None = None) -> tf.distribute.Strategy | None:
+    """The strategy ``fit`` trains under, or None (one device).
+
+    ``strategy`` if given; else the strategy whose scope is active; else the strategy that
+    created the learner's (already built) variables, so that a learner built inside
+    ``strategy.scope()`` trains distributed when ``fit`` is called outside it.
+    """
     if strategy is not None:
         return strategy
     if tf.distribute.has_strategy():
         return tf.distribute.get_strategy()
+    built = learner.model.trainable_variables if learner is not None else []
+    if built and isinstance(_tf_variable(built[0]), tf.distribute.DistributedValues):
+        return _tf_variable(built[0]).distribute_strategy
     return None

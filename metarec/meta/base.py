@@ -620,7 +620,7 @@ def _distributed_trainer(learner: MetaLearner, strategy: Any, tasks: TaskSet, bu
     """The :class:`metarec.distribute.DistributedTrainer` of ``fit``, or None on one device."""
     from metarec.distribute import DistributedTrainer, resolve_strategy
 
-    strategy = resolve_strategy(strategy)
+    strategy = resolve_strategy(strategy, learner)
     if strategy is None:
         return None
     trainer = DistributedTrainer(learner, strategy, bucket=bucket)
