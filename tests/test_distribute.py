@@ -23,8 +23,8 @@ from metarec.data.buckets import bucket_ids, bucketed_batches, padding_cost, tri
 ROOT = Path(__file__).resolve().parent.parent
 CHECK = ROOT / "tests" / "distribute_check.py"
 # Bounds for a busy 2-core machine; a hung collective must not hang the suite.
-MIRRORED_TIMEOUT = 420
-WORKERS_TIMEOUT = 420
+MIRRORED_TIMEOUT = 900
+WORKERS_TIMEOUT = 900
 
 
 def _env() -> dict[str, str]:
