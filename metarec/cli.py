@@ -5,6 +5,7 @@ Commands::
     python -m metarec data download NAME [--data-dir DIR]     fetch + verify into the cache
     python -m metarec data verify NAME [--data-dir DIR]       check the cached files (read-only)
     python -m metarec data stats NAME [--data-dir DIR]        sizes, sparsity, distributions
+    python -m metarec train METHOD --out DIR [--strategy S]   meta-train (GPUs, machines)
 
 ``NAME`` is ``ml-100k`` or ``ml-1m`` (``stats`` also accepts ``synthetic``, the default
 :func:`~metarec.data.make_synthetic` dataset).
@@ -67,7 +68,15 @@ def register_experiment_commands(subparsers: Any) -> None:
     register(subparsers)
 
 
-REGISTRARS: list[Registrar] = [register_data_commands, register_experiment_commands]
+def register_train_commands(subparsers: Any) -> None:
+    """Add ``train`` (one method, one device or a tf.distribute strategy; metarec.train)."""
+    from metarec.train import register_train_commands as register
+
+    register(subparsers)
+
+
+REGISTRARS: list[Registrar] = [register_data_commands, register_experiment_commands,
+                               register_train_commands]
 
 
 def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:

@@ -58,8 +58,10 @@ with :math:`\mu = 3.6`, :math:`b_u \sim \mathcal N(0, 0.3^2)`,
 User :math:`u` rates :math:`n_u` items, :math:`n_u` from a bounded Pareto distribution
 (shape 1) on ``ratings_per_user = (L, H)`` (long tail: most users rate few items, a few rate
 many); the items are drawn without replacement with probability :math:`\propto e^{a_i}`
-(popular items are seen more). Timestamps: each user starts at a uniform time between
-1997-09-20 and 1998-04-22 and rates over an exponential span (mean 20 days).
+(popular items are seen more; above :data:`DENSE_SAMPLING_LIMIT` user x item pairs by
+successive sampling, the same law at a cost linear in the number of ratings). Timestamps:
+each user starts at a uniform time between 1997-09-20 and 1998-04-22 and rates over an
+exponential span (mean 20 days).
 """
 
 from __future__ import annotations
@@ -205,6 +207,71 @@ def _top_k_without_replacement(rng: np.random.Generator, log_weights: np.ndarray
     return rows, order[take]
 
 
+#: Above this many (user, item) pairs the exposure draw switches from Gumbel-top-k over the
+#: full [U, I] matrix (memory and time ~ U x I) to successive sampling (~ number of ratings).
+#: Every dataset at or below it is drawn exactly as before the switch existed.
+DENSE_SAMPLING_LIMIT = 2**26
+# Rows per chunk of the per-rating arithmetic of large datasets (bounds temporary memory).
+_CHUNK = 4_000_000
+
+
+def _successive_sample(rng: np.random.Generator, log_weights: np.ndarray,
+                       k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row r draws ``k[r]`` columns without replacement, P ~ exp(log_weights), in ~O(sum k).
+
+    Successive sampling: draw with replacement and skip repeats, which gives exactly the law of
+    Gumbel-top-k (Plackett-Luce) without touching every (row, column) pair. Draws continue
+    for rows that still lack distinct columns. Returns (row, column) pairs, rows ascending,
+    each row's columns in draw order.
+    """
+    n_cols = len(log_weights)
+    cdf = np.cumsum(np.exp(log_weights - log_weights.max()))
+    users = np.zeros(0, np.int64)
+    items = np.zeros(0, np.int64)
+    seqs = np.zeros(0, np.int64)
+    pending, need = np.arange(len(k)), k.astype(np.int64)
+    done_rows, done_cols, seq0 = [], [], 0
+    while len(pending):
+        m = np.ceil(1.25 * need[pending]).astype(np.int64) + 4
+        new_users = np.repeat(pending, m)
+        draws = np.searchsorted(cdf, rng.random(len(new_users)) * cdf[-1], side="right")
+        users = np.concatenate([users, new_users])
+        items = np.concatenate([items, np.minimum(draws, n_cols - 1)])
+        seqs = np.concatenate([seqs, seq0 + np.arange(len(new_users))])
+        seq0 += len(new_users)
+        order = np.lexsort((seqs, items, users))  # by user, item, then draw order
+        key_u, key_i = users[order], items[order]
+        first = np.r_[True, (key_u[1:] != key_u[:-1]) | (key_i[1:] != key_i[:-1])]
+        kept = order[first]
+        kept = kept[np.lexsort((seqs[kept], users[kept]))]  # back to draw order per user
+        ku = users[kept]
+        starts = np.searchsorted(ku, ku, side="left")
+        rank = np.arange(len(ku)) - starts
+        have = np.bincount(ku, minlength=len(k))
+        complete = have[ku] >= need[ku]
+        take = complete & (rank < need[ku])
+        done_rows.append(ku[take])
+        done_cols.append(items[kept][take])
+        pending = np.flatnonzero((have < need) & np.isin(np.arange(len(k)), pending))
+        keep = np.isin(users, pending)  # deficient rows keep their draws and draw more
+        users, items, seqs = users[keep], items[keep], seqs[keep]
+    rows = np.concatenate(done_rows)
+    cols = np.concatenate(done_cols)
+    order = np.argsort(rows, kind="stable")
+    return rows[order], cols[order]
+
+
+def _interaction(p: np.ndarray, q: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """<p_row, q_col> for every rating; chunked for large datasets (bounded memory)."""
+    if len(rows) <= _CHUNK:
+        return np.einsum("nd,nd->n", p[rows], q[cols])
+    out = np.empty(len(rows))
+    for lo in range(0, len(rows), _CHUNK):
+        hi = lo + _CHUNK
+        out[lo:hi] = np.einsum("nd,nd->n", p[rows[lo:hi]], q[cols[lo:hi]])
+    return out
+
+
 def make_synthetic(
     n_users: int = 1000,
     n_items: int = 500,
@@ -328,10 +395,13 @@ def make_synthetic(
     u01 = rng.random(n_users)
     counts = lo / (1 - u01 * (1 - lo / hi))
     counts = np.clip(np.floor(counts), lo, hi).astype(np.int64)
-    rows, cols = _top_k_without_replacement(
-        rng, np.broadcast_to(popularity, (n_users, n_items)), counts)
+    if n_users * n_items <= DENSE_SAMPLING_LIMIT:
+        rows, cols = _top_k_without_replacement(
+            rng, np.broadcast_to(popularity, (n_users, n_items)), counts)
+    else:  # MovieLens-25M-sized and larger: cost ~ number of ratings, not users x items
+        rows, cols = _successive_sample(rng, popularity, counts)
     noiseless = (GLOBAL_MEAN + user_bias[rows] + item_bias[cols]
-                 + interaction_scale / np.sqrt(d) * np.einsum("nd,nd->n", p[rows], q[cols]))
+                 + interaction_scale / np.sqrt(d) * _interaction(p, q, rows, cols))
     observed = np.clip(np.round(noiseless + noise * rng.standard_normal(len(rows))), 1, 5)
     start = rng.integers(_T_START, _T_END, size=n_users)
     span = rng.exponential(20 * 86400.0, size=n_users)

@@ -440,6 +440,12 @@ class MetaLearner:
 
     def _check_tasks(self, tasks: Any, where: str, name: str = "tasks") -> None:
         """A non-empty TaskSet encoded by the same FeatureEncoder as the earlier tasks."""
+        from metarec.data.pipeline import TaskStream
+
+        if isinstance(tasks, TaskStream) and name == "tasks" and where.endswith(".fit"):
+            if len(tasks) == 0:
+                raise ValueError(f"{where}: the TaskStream is empty.")
+            return  # streamed tasks: built from one encoder's arrays, checked by the stream
         if not isinstance(tasks, TaskSet):
             hint = (" (a TaskBatch: pass the TaskSet it came from)"
                     if isinstance(tasks, TaskBatch) else "")
@@ -473,6 +479,8 @@ class MetaLearner:
         verbose: int = 1,
         shuffle: bool = True,
         validation_batch_size: int = 256,
+        strategy: tf.distribute.Strategy | None = None,
+        bucket: bool = False,
     ) -> keras.callbacks.History:
         """Meta-train on ``tasks``; returns a Keras ``History`` (``history.history``).
 
@@ -481,6 +489,11 @@ class MetaLearner:
         ``validation_tasks``, ``val_mae``/``val_rmse``/``val_ndcg@k`` are logged after every
         epoch, so ``keras.callbacks.EarlyStopping(monitor="val_mae")`` works. A progress bar
         shows the running meta-loss when ``verbose=1``.
+
+        ``strategy`` (or the ``tf.distribute`` strategy whose scope is active) trains
+        data-parallel: each meta-batch is split over the replicas (:mod:`metarec.distribute`).
+        ``bucket=True`` groups tasks by support size so that each meta-batch pads to its own
+        longest support set (:mod:`metarec.data.buckets`; same losses, less padding).
         """
         where = f"{self.display_name}.fit"
         epochs = check_int(where, "epochs", epochs, 1)
@@ -493,14 +506,16 @@ class MetaLearner:
             self._check_tasks(validation_tasks, where, "validation_tasks")
         if self.optimizer is None:
             self.compile()
-        steps = int(np.ceil(len(tasks) / batch_size))
+        trainer = _distributed_trainer(self, strategy, tasks, bucket)
+        steps = (int(np.ceil(len(tasks) / batch_size)) if trainer is None
+                 else trainer.steps_per_epoch(tasks, batch_size))
         cb = keras.callbacks.CallbackList(
             list(callbacks or []), add_history=True, add_progbar=verbose != 0,
             model=self.model, verbose=verbose, epochs=epochs, steps=steps,
         )
         for callback in callbacks or []:
             _set_monitor_mode(callback)
-        step_fn = self._train_step_fn()
+        step_fn = self._train_step_fn() if trainer is None else trainer.step
         self.model.stop_training = False
         cb.on_train_begin()
         logs: dict[str, float] = {}
@@ -511,11 +526,13 @@ class MetaLearner:
             for epoch in range(epochs):
                 cb.on_epoch_begin(epoch)
                 losses = []
-                batches = tasks.batches(batch_size, shuffle=shuffle, seed=self.seed + epoch)
+                batches = _epoch_batches(trainer, tasks, batch_size, shuffle, self.seed + epoch,
+                                         bucket)
                 for i, batch in enumerate(batches):
                     cb.on_train_batch_begin(i)
                     try:
-                        loss = float(step_fn(self._prepare(batch)))
+                        loss = float(step_fn(self._prepare(batch) if trainer is None
+                                             else batch))
                     except tf.errors.InvalidArgumentError as err:
                         if _NONFINITE_TAG not in str(err):
                             raise
@@ -545,6 +562,14 @@ class MetaLearner:
             cb.on_train_end(logs)
         self.history = next(c for c in cb.callbacks if isinstance(c, keras.callbacks.History))
         return self.history
+
+    def _replica_share(self, batch: tuple[Any, ...]) -> tf.Tensor:
+        """What a replica's chunk weighs in the meta-loss: its number of tasks.
+
+        The meta-loss is a mean over tasks, so chunk ``r`` contributes ``T_r / T`` of it
+        (:mod:`metarec.distribute`). FineTune, whose loss is a mean over rating rows, counts rows.
+        """
+        return tf.cast(tf.shape(batch[1])[0], tf.float32)
 
     # ------------------------------------------------------------------ evaluation
     def _per_task_fn(self, key: Any, one_task: Callable) -> Callable:
@@ -759,6 +784,31 @@ class MetaLearner:
                         "encoder_fingerprint": self.encoder_fingerprint}, indent=2)
         )
         return path
+
+
+def _distributed_trainer(learner: MetaLearner, strategy: Any, tasks: TaskSet, bucket: bool):
+    """The :class:`metarec.distribute.DistributedTrainer` of ``fit``, or None on one device."""
+    from metarec.distribute import DistributedTrainer, resolve_strategy
+
+    strategy = resolve_strategy(strategy, learner)
+    if strategy is None:
+        return None
+    trainer = DistributedTrainer(learner, strategy, bucket=bucket)
+    trainer.build(tasks)
+    return trainer
+
+
+def _epoch_batches(trainer: Any, tasks: TaskSet, batch_size: int, shuffle: bool, seed: int,
+                   bucket: bool):
+    """One epoch's meta-batches: distributed, bucketed by support size, or plain."""
+    if trainer is not None:
+        return trainer.batches(tasks, batch_size, shuffle=shuffle, seed=seed)
+    if bucket and isinstance(tasks, TaskSet):  # a TaskStream buckets its own batches
+        from metarec.data.buckets import bucketed_batches
+
+        # Lengths rounded up to a multiple of 8: a handful of shapes, so few retraces.
+        return bucketed_batches(tasks, batch_size, shuffle=shuffle, seed=seed, multiple=8)
+    return tasks.batches(batch_size, shuffle=shuffle, seed=seed)
 
 
 def load_learner(path: str | Path) -> MetaLearner:

@@ -36,3 +36,8 @@ class FineTune(MetaLearner):
             pred, _ = self._forward(theta, nt, x)
             loss = masked_mse(pred, rows(sy, qy), rows(sm, qm))
         return loss, tape.gradient(loss, theta), []
+
+    def _replica_share(self, batch):
+        # The pooled loss is a mean over rating rows: a replica weighs by its real rows.
+        _, _, sm, _, _, qm = batch
+        return tf.reduce_sum(tf.cast(sm, tf.float32)) + tf.reduce_sum(tf.cast(qm, tf.float32))

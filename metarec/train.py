@@ -1,0 +1,162 @@
+"""``python -m metarec train``: meta-train one method on one or several devices or machines.
+
+The same run on one device or under a ``tf.distribute`` strategy writes the same files::
+
+    OUT/learner/          the trained learner (MetaLearner.save; load with load_learner)
+    OUT/history.csv       one row per epoch: loss, val_mae, val_rmse, val_ndcg@k
+    OUT/results.csv       one row per scenario: MAE, RMSE, nDCG@1, nDCG@3 after adaptation
+    OUT/run.json          method, dataset, seed, strategy, replicas, training time
+
+Examples::
+
+    python -m metarec train maml --dataset ml-100k --out runs/maml                # one device
+    python -m metarec train maml --strategy mirrored --out runs/maml-gpus         # all GPUs
+    python -m metarec train maml --strategy mirrored --devices 2 --out runs/cpu2  # 2 CPU replicas
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                "task": {"type": "worker", "index": 0}}' \\
+        python -m metarec train maml --strategy multi-worker --out runs/maml-2hosts
+
+Training follows :func:`metarec.experiments.train_method` (early stopping on the validation
+users' MAE, the best epoch's weights restored); the model, learner and optimizer are created
+inside ``strategy.scope()``. With several workers, every worker runs the same command and only
+worker 0 writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OUTPUT_FILES", "register_train_commands", "run_training"]
+
+#: The names of metarec.distribute.STRATEGIES, repeated here so that building the command line
+#: (e.g. for ``python -m metarec data stats``) does not import TensorFlow.
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+#: What a run writes into its output folder.
+OUTPUT_FILES = ("learner", "history.csv", "results.csv", "run.json")
+
+
+def register_train_commands(subparsers: Any) -> None:
+    """Add ``train`` to the top-level command line (see the module docstring)."""
+    p = subparsers.add_parser(
+        "train", help="meta-train one method (one device, several GPUs or several machines)",
+        description="Meta-train one method of `experiment list` on a dataset, on one device or "
+                    "under a tf.distribute strategy, and write OUT/learner, OUT/history.csv, "
+                    "OUT/results.csv and OUT/run.json.")
+    p.add_argument("method", help="a method name (see `python -m metarec experiment list`)")
+    p.add_argument("--dataset", default="ml-100k", help="synthetic, ml-100k or ml-1m")
+    p.add_argument("--data-path", type=Path, help="a custom folder in MovieLens format")
+    p.add_argument("--seed", type=int, default=0, help="split, initialisation and task order")
+    p.add_argument("--epochs", type=int, help="override the method's epochs")
+    p.add_argument("--batch-size", type=int, default=32, help="global meta-batch (all replicas)")
+    p.add_argument("--patience", type=int, default=3, help="early-stopping patience (epochs)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="default: one device; mirrored: every GPU of this machine (or the "
+                        "--devices logical CPUs); multi-worker: the machines named in TF_CONFIG")
+    p.add_argument("--devices", type=int,
+                   help="mirrored without GPUs: split the CPU into this many logical devices")
+    p.add_argument("--bucket", action="store_true",
+                   help="group tasks by support size (each meta-batch pads to its own longest)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of another run")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    run = run_training(args.method, args.out, dataset=args.dataset, data_path=args.data_path,
+                       seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+                       patience=args.patience, strategy=args.strategy, devices=args.devices,
+                       bucket=args.bucket, overwrite=args.overwrite)
+    if run["wrote"]:
+        print(f"{run['method']} on {run['dataset']} ({run['strategy']}, {run['replicas']} "
+              f"replica(s)): {run['epochs_run']} epochs in {run['train_seconds']:.1f} s; "
+              f"user-cold MAE {run['user_cold_mae']:.4f}; wrote {', '.join(OUTPUT_FILES)} "
+              f"into {args.out}")
+    return 0
+
+
+def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
+                 data_path: str | Path | None = None, seed: int = 0, epochs: int | None = None,
+                 batch_size: int = 32, patience: int = 3, strategy: Any = "default",
+                 devices: int | None = None, bucket: bool = False,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Train ``method`` under ``strategy`` and write :data:`OUTPUT_FILES` into ``out``.
+
+    ``strategy`` is a name of :data:`metarec.distribute.STRATEGIES` or a strategy object.
+    Returns the contents of ``run.json`` plus ``wrote`` (False on workers other than 0).
+    """
+    from metarec import distribute
+
+    # First: logical devices and the multi-worker runtime need an untouched TensorFlow.
+    if isinstance(strategy, str):
+        name = strategy
+        strategy = distribute.make_strategy(strategy, devices=devices)
+    else:
+        name = type(strategy).__name__
+    import keras
+
+    from metarec.experiments.methods import get_method
+    from metarec.experiments.runner import (
+        KeepBestWeights,
+        atomic_replace,
+        evaluate_scenarios,
+        load_dataset,
+        prepare,
+    )
+
+    out = Path(out)
+    chief = distribute.is_chief(strategy)
+    existing = [f for f in OUTPUT_FILES if (out / f).exists()]
+    if existing and not overwrite:
+        raise SystemExit(f"{out} already holds {', '.join(existing)} of another run; choose "
+                         "another --out or pass --overwrite to replace them.")
+    recipe = get_method(method)
+    data = prepare(load_dataset(dataset, seed=seed, path=data_path), seed)
+    with strategy.scope():  # mirrored model, learner and optimizer variables
+        learner = recipe.build(data.encoder.spec, seed=seed, global_mean=data.train_mean)
+    n_epochs = recipe.epochs if epochs is None or recipe.epochs == 0 else epochs
+    start = time.perf_counter()
+    history: dict[str, list[float]] = {}
+    if hasattr(learner.model, "fit_closed_form"):
+        learner.model.fit_closed_form(data.split.train, data.encoder)
+    if n_epochs > 0:
+        stop = keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=patience)
+        best = KeepBestWeights(learner)
+        history = learner.fit(data.tasks["train"], epochs=n_epochs, batch_size=batch_size,
+                              validation_tasks=data.tasks["validation"], callbacks=[stop, best],
+                              verbose=0, strategy=strategy, bucket=bucket).history
+    seconds = time.perf_counter() - start
+    import pandas as pd
+
+    rows = evaluate_scenarios(learner, data, steps=recipe.test_steps)
+    run = {"method": recipe.name, "dataset": data.dataset.name, "seed": seed,
+           "strategy": name, "replicas": int(strategy.num_replicas_in_sync),
+           "batch_size": batch_size, "bucket": bool(bucket),
+           "epochs_run": len(history.get("loss", [])), "train_seconds": seconds,
+           "communicated_bytes_per_step": distribute.communicated_bytes(learner),
+           "user_cold_mae": next(r["mae"] for r in rows if r["scenario"] == "user_cold")}
+    if not chief:
+        return {**run, "wrote": False}
+    out.mkdir(parents=True, exist_ok=True)
+    # The learner folder is saved beside its place, then swapped in: never half-written.
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".learner."))
+    try:
+        learner.save(tmp / "learner")
+        if (out / "learner").exists():
+            shutil.rmtree(out / "learner")
+        (tmp / "learner").rename(out / "learner")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    frame = pd.DataFrame(history)
+    frame.insert(0, "epoch", range(1, len(frame) + 1))
+    atomic_replace(out / "history.csv", lambda p: frame.to_csv(p, index=False))
+    atomic_replace(out / "results.csv",
+                   lambda p: pd.DataFrame(rows).to_csv(p, index=False, float_format="%.6f"))
+    atomic_replace(out / "run.json", lambda p: Path(p).write_text(json.dumps(run, indent=1)))
+    return {**run, "wrote": True}
