@@ -31,6 +31,9 @@ NOTEBOOKS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/
 NB_CELL_TIMEOUT := 1800
 
 JB_FLAGS := --builder html -W -n --keep-going
+# Tests and notebooks run on both cores; a file's tests (a notebook's cells) stay on one worker,
+# in order. `make test XDIST=` runs everything in one process.
+XDIST ?= -n 2 --dist loadfile
 # Every built page in headless Chromium at 1280 px (Debian's chromium + chromium-driver).
 BROWSER_CHECK := $(BIN)/python tools/browser_check.py _build/html --screenshots _build/screenshots
 
@@ -56,9 +59,9 @@ lint: venv
 # Stops at the first failing step. `--all` rebuilds every page so no warning hides in a cache.
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest $(XDIST) tests -q
 ifneq ($(strip $(NOTEBOOKS)),)
-	$(NB_ENV) $(BIN)/pytest --nbval-lax --nbval-kernel-name python3 -q $(NOTEBOOKS)
+	$(NB_ENV) $(BIN)/pytest $(XDIST) --nbval-lax --nbval-kernel-name python3 -q $(NOTEBOOKS)
 else
 	@echo "no notebooks in book/: nbval step skipped"
 endif
