@@ -299,3 +299,17 @@ def test_install_cell_installs_when_metarec_is_missing(where, tmp_path, monkeypa
     # tensorflow is installed here, so no [tf] extra is asked for
     expected = ROOT.as_uri() if where == "clone" else f"git+{url}@{branch}"
     assert command[5:] == [f"metarec @ {expected}"]
+
+
+def test_no_control_characters_in_book_sources():
+    # A "\a" or "\b" typed into a non-raw Python string becomes a control character (BEL,
+    # backspace) that breaks the maths of the page; the browser check found one in chapter 12.
+    bad = []
+    for path in sorted(ROOT.glob("book/*")):
+        if path.suffix not in (".ipynb", ".md"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for ch in set(text):
+            if ord(ch) < 32 and ch not in "\n\t\r":
+                bad.append(f"{path.name}: {ch!r}")
+    assert not bad, bad

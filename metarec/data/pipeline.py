@@ -45,7 +45,8 @@ class TaskStream:
     """Few-shot tasks stored flat (CSR), batched and padded on demand.
 
     Build with :meth:`from_ratings`. ``len(stream)`` is the number of tasks; ``stream.batch(idx)``
-    gives a padded :class:`TaskBatch`; :meth:`batches` and :meth:`dataset` iterate an epoch.
+    gives a padded :class:`~metarec.data.TaskBatch`; :meth:`batches` and :meth:`dataset`
+    iterate an epoch.
     """
 
     def __init__(self, task_users: np.ndarray, offsets: np.ndarray, n_query: np.ndarray,
@@ -163,7 +164,8 @@ class TaskStream:
         return x, y, mask.astype(np.float32)
 
     def batch(self, indices: Any = None) -> TaskBatch:
-        """Tasks at ``indices`` as a :class:`TaskBatch` padded to their own longest sets."""
+        """Tasks at ``indices`` as a :class:`~metarec.data.TaskBatch`, padded to their own
+        longest sets."""
         idx = (np.arange(len(self)) if indices is None
                else np.asarray(indices, dtype=np.int64).reshape(-1))
         sx, sy, sm = self._pad(idx, "support")

@@ -1,7 +1,7 @@
 """Controlled experiments on synthetic data: when does meta-learning help? (chapter 9's data).
 
 Every experiment compares, on one base model, the tuned conventional model + fine-tuning with
-MAML and Meta-SGD, under the protocol of the fair benchmark (:mod:`metarec.experiments.grid`):
+MAML and Meta-SGD, under the protocol of the fair benchmark (``metarec.experiments.grid``):
 
 1. For every *point* (one setting of the generator :func:`metarec.data.make_synthetic`), each
    scheme is tuned with the same Optuna budget (:data:`N_TRIALS` finished trials, the first one
@@ -66,8 +66,9 @@ BENCHMARK = "when"
 
 @dataclass(frozen=True)
 class Point:
-    """One generator setting: ``synthetic`` overrides of :func:`make_synthetic`'s defaults and
-    the fraction of training (meta-training) users kept."""
+    """One generator setting: ``synthetic`` overrides of the defaults of
+    :func:`~metarec.data.make_synthetic`, and the fraction of training (meta-training) users
+    kept."""
 
     name: str
     synthetic: dict = field(default_factory=dict, hash=False)
