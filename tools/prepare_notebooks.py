@@ -11,7 +11,8 @@
    does not see it, CI still runs it, and the prose says what it checks.
 
 Idempotent and deterministic: running it twice changes nothing; it never executes a notebook (the
-install cell is stored without outputs and with ``execution_count`` null). Usage::
+install cell is stored without outputs; a new one has ``execution_count`` null, one already in a
+notebook executed top to bottom keeps its count). Usage::
 
     python tools/prepare_notebooks.py [NOTEBOOK ...]      # default: every notebook in book/
     python tools/prepare_notebooks.py --check             # exit 1 if a notebook needs it
@@ -129,11 +130,16 @@ def is_hidden(cell: dict) -> bool:
 def prepare(nb: dict) -> dict:
     """``nb`` with the install cell first and its assert-only cells tagged (a new dict)."""
     nb = json.loads(json.dumps(nb))
+    old = [c for c in nb["cells"] if is_install_cell(c)]
     cells = [c for c in nb["cells"] if not is_install_cell(c)]
     for cell in cells:
         if is_check_only(cell) and not is_hidden(cell):
             cell.setdefault("metadata", {}).setdefault("tags", []).append(HIDE_TAG)
-    nb["cells"] = [install_cell(), *cells]
+    first = install_cell()
+    if old and nb["cells"][0] is old[0]:
+        # A notebook executed top to bottom keeps the count its install cell ran with.
+        first["execution_count"] = old[0].get("execution_count")
+    nb["cells"] = [first, *cells]
     return nb
 
 
