@@ -40,6 +40,7 @@ from metarec.experiments.runner import (
     ExperimentConfig,
     _progress,
     atomic_replace,
+    check_writable,
     prepare_benchmark,
     train_method,
 )
@@ -80,18 +81,6 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
                                                   compression=opts))
 
 
-def _check_writable(out_dir: Path) -> None:
-    import tempfile
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise OSError(f"Cannot write results into {out_dir}: {err}. Choose another --out "
-                      "folder before training starts.") from err
-
-
 def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | Path, *,
              cells: Sequence[str] | None = None, resume: bool = False, overwrite: bool = False,
              progress: bool = True) -> list[Path]:
@@ -106,7 +95,7 @@ def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | 
     if len(set(config.seeds)) != len(config.seeds):
         raise ValueError(f"Duplicate seeds {list(config.seeds)}: every seed must be distinct.")
     out_dir = Path(out_dir)
-    _check_writable(out_dir)
+    check_writable(out_dir)
     paths = output_paths(out_dir, config.name)
     existing = [p for p in paths.values() if p.exists()]
     frames: dict[str, list[pd.DataFrame]] = {k: [] for k in _PARTS}

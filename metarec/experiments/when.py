@@ -41,7 +41,13 @@ import pandas as pd
 from metarec.data import TaskSet, build_tasks, make_synthetic
 from metarec.experiments.fair import evaluate_groups, write_frame
 from metarec.experiments.grid import ADAPT_SETS, MAX_TEST_STEPS, PATIENCE, Cell, cell_method
-from metarec.experiments.runner import PreparedData, atomic_replace, prepare, train_method
+from metarec.experiments.runner import (
+    PreparedData,
+    atomic_replace,
+    check_writable,
+    prepare,
+    train_method,
+)
 from metarec.experiments.tuning import TUNING_SEED, tune_cell
 
 #: The base model of every comparison: MeLU's network (user and item features only), the
@@ -356,7 +362,7 @@ def run_when(out_dir: str | Path, *, points: Sequence[str] | None = None,
             raise ValueError(f"Unknown point {name!r}; choose from {list(POINTS)}.")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"Duplicate seeds {list(seeds)}: every seed must be distinct.")
-    (Path(out_dir) / BENCHMARK).mkdir(parents=True, exist_ok=True)
+    check_writable(Path(out_dir) / BENCHMARK)  # before any tuning or training
     for name in names:
         existing = [p for p in paths(out_dir, name).values() if p.exists()]
         if existing and not (resume or overwrite):
