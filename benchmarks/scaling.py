@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from metarec.experiments.runner import atomic_replace
+    from metarec.experiments.store import atomic_replace
 
     for table in args.only or TABLES:
         frame = summarize(table, pd.DataFrame(run_table(table, args.quick)))

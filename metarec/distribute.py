@@ -43,6 +43,10 @@ import tensorflow as tf
 
 from metarec.data.buckets import bucketed_batches
 
+# Strategy names accepted by make_strategy and ``python -m metarec train --strategy``: defined
+# beside the command line, which must not import TensorFlow.
+from metarec.train import STRATEGIES
+
 if TYPE_CHECKING:  # pragma: no cover
     from metarec.data.tasks import TaskBatch, TaskSet
     from metarec.meta.base import MetaLearner
@@ -56,8 +60,6 @@ __all__ = [
     "split_batch",
 ]
 
-#: Strategy names accepted by :func:`make_strategy` and ``python -m metarec train --strategy``.
-STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 def configure_logical_cpus(n: int) -> None:

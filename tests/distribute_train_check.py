@@ -25,7 +25,7 @@ def main(out: Path) -> int:
     assert cli([*common, "--strategy", "mirrored", "--devices", "2", "--out",
                 str(out / "two")]) == 0
 
-    from metarec.experiments.runner import load_dataset, prepare
+    from metarec.experiments import load_dataset, prepare
     from metarec.meta import load_learner
 
     data = prepare(load_dataset("synthetic", seed=1), 1)

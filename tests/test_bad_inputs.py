@@ -30,9 +30,8 @@ from metarec.data import FeatureEncoder, build_tasks, cold_start_split, make_syn
 from metarec.data.errors import DataError
 from metarec.data.movielens import read_movielens
 from metarec.data.tasks import Task, TaskSet
-from metarec.experiments import ExperimentConfig, get_method, run_experiment
-from metarec.experiments import runner as runner_module
-from metarec.experiments.runner import KeepBestWeights
+from metarec.experiments import ExperimentConfig, KeepBestWeights, get_method, run_experiment
+from metarec.experiments import recipe_study as recipe_study_module
 from metarec.meta import MAML, MetaSGD, Reptile, load_learner
 from metarec.metrics import ndcg_at_k, task_metrics
 from metarec.models import build_model
@@ -417,8 +416,8 @@ def _fail_on(monkeypatch, name):
         return [{"scenario": s, "n_tasks": 1, "mae": 1.0, "rmse": 1.0, "ndcg@1": 0.5,
                  "ndcg@3": 0.5} for s in scenarios]
 
-    monkeypatch.setattr(runner_module, "train_method", train)
-    monkeypatch.setattr(runner_module, "evaluate_scenarios", evaluate)
+    monkeypatch.setattr(recipe_study_module, "train_method", train)
+    monkeypatch.setattr(recipe_study_module, "evaluate_scenarios", evaluate)
     return calls
 
 

@@ -48,7 +48,7 @@ def test_train_command_same_files_one_and_two_devices_and_reload(tmp_path):
 
 def test_train_refuses_to_replace_another_run(tmp_path):
     (tmp_path / "results.csv").write_text("mine\n")
-    with pytest.raises(SystemExit, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="--overwrite"):
         run_training("fomaml", tmp_path, dataset="synthetic", epochs=1)
     assert (tmp_path / "results.csv").read_text() == "mine\n"
 

@@ -309,9 +309,9 @@ def test_guarded_scoring_clips_and_falls_back(data):
 
 def test_cli_tunes_and_runs_a_grid(tmp_path, monkeypatch, capsys):
     from metarec.cli import main as cli_main
-    from metarec.experiments import runner
+    from metarec.experiments import BENCHMARKS
 
-    monkeypatch.setitem(runner.BENCHMARKS, "tiny-grid", ExperimentConfig(
+    monkeypatch.setitem(BENCHMARKS, "tiny-grid", ExperimentConfig(
         "tiny-grid", dataset="synthetic", grid=True, seeds=(0,), synthetic_kwargs=SMALL))
     out = str(tmp_path)
     args = ["experiment", "tune", "tiny-grid", "--out", out, "--trials", "2",

@@ -47,7 +47,9 @@ from metarec.experiments.grid import (
     grid_cells,
     suggest_params,
 )
-from metarec.experiments.runner import PreparedData, _atomic_write, train_method
+from metarec.experiments.store import progress_bar as _progress
+from metarec.experiments.store import write_text as _atomic_write
+from metarec.experiments.training import PreparedData, train_method
 
 #: Seed of the split used for tuning (its validation users choose every configuration).
 TUNING_SEED = 0
@@ -287,8 +289,6 @@ def load_configs(path: str | Path) -> dict[str, Any]:
 
 
 def _bar(total: int, enabled: bool):
-    from metarec.experiments.runner import _progress
-
     return _progress(total, enabled)
 
 
