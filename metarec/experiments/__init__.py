@@ -17,11 +17,11 @@ Core (every study uses them)
 
 What is trained
 
-* :mod:`~metarec.experiments.methods` -- the hand-set *recipes* of the teaching chapters
+* ``methods`` -- the hand-set *recipes* of the teaching chapters
   (:data:`METHODS`; not tuned);
-* :mod:`~metarec.experiments.grid` -- the *grid* of the fair comparison: cells (base model x
+* ``grid`` -- the *grid* of the fair comparison: cells (base model x
   training scheme), their adapted-variable sets and search spaces;
-* :mod:`~metarec.experiments.tuning` -- Optuna tuning of grid cells on validation users
+* ``tuning`` -- Optuna tuning of grid cells on validation users
   (SQLite studies, resumable) and the configs file it writes;
 * :mod:`~metarec.experiments.benchmarks` -- the named benchmarks (:data:`BENCHMARKS`: dataset,
   seeds, recipes or grid).
@@ -36,10 +36,10 @@ The three studies (thin layers: loop over seeds and methods, store the results)
   does meta-learning help? (``experiment when``; chapter 9). It is also reachable as
   ``metarec.experiments.when`` (``from metarec.experiments import when``).
 
-Analyses: :mod:`~metarec.experiments.stats` (intervals, paired differences),
-:mod:`~metarec.experiments.sweeps` (support size, inner steps),
-:mod:`~metarec.experiments.cost` (time and memory per meta-training step). The command line
-is :mod:`~metarec.experiments.cli`. ``python -m metarec train`` (:mod:`metarec.train`) uses the
+Analyses: ``stats`` (intervals, paired differences),
+``sweeps`` (support size, inner steps),
+``cost`` (time and memory per meta-training step). The command line
+is ``cli``. ``python -m metarec train`` (``metarec.train``) uses the
 same core for one method under any ``tf.distribute`` strategy and saves the learner.
 
 ``runner`` and ``fair`` are the former names of the recipe and grid studies, kept so that

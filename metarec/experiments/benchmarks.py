@@ -2,7 +2,7 @@
 
 A benchmark (:class:`ExperimentConfig`) names a dataset, the seeds and either the hand-set
 recipes to compare (a *recipe benchmark*, run by :mod:`~metarec.experiments.recipe_study`) or
-``grid=True`` (a *grid benchmark*: every cell of :mod:`~metarec.experiments.grid` tuned with
+``grid=True`` (a *grid benchmark*: every cell of ``metarec.experiments.grid`` tuned with
 Optuna, then run by :mod:`~metarec.experiments.grid_study`). :data:`BENCHMARKS` holds the named
 ones; ``python -m metarec experiment list`` prints them.
 """

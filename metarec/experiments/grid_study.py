@@ -2,10 +2,10 @@
 
 ``python -m metarec experiment run fair-ml100k`` (a grid benchmark of
 :data:`~metarec.experiments.BENCHMARKS`) runs it after ``experiment tune`` chose each cell's
-configuration (:mod:`metarec.experiments.tuning`). The cells themselves (model x training
-scheme) and their search spaces are defined in :mod:`metarec.experiments.grid`.
+configuration (``metarec.experiments.tuning``). The cells themselves (model x training
+scheme) and their search spaces are defined in ``metarec.experiments.grid``.
 
-For every seed and every cell of the configs file (:mod:`metarec.experiments.tuning`):
+For every seed and every cell of the configs file (``metarec.experiments.tuning``):
 
 1. the seed fixes the cold-start split, the task draws, the initial weights and the task order;
 2. the cell is trained with its tuned configuration (early stopping on the validation users);

@@ -8,7 +8,8 @@ validation users, best epoch restored) and evaluates it in the four cold-start s
 
 The result is a tidy table: one row per (dataset, seed, method, scenario) with MAE, RMSE,
 nDCG@1, nDCG@3 (task averages, :mod:`metarec.metrics`), the number of tasks and the training
-time. :func:`summary_table` turns it into mean and standard deviation over seeds.
+time. :func:`~metarec.experiments.summary_table` turns it into mean and standard deviation
+over seeds.
 """
 
 from __future__ import annotations

@@ -5,15 +5,15 @@ Every study (:mod:`~metarec.experiments.recipe_study`, :mod:`~metarec.experiment
 through this module, so they all keep the same promises (CONTRIBUTING.md, "Never lose a
 user's file"):
 
-* :func:`check_writable`: the output folder is checked *before* any training, so an
-  unwritable ``--out`` costs seconds, not hours;
-* :func:`atomic_replace` (and :func:`write_text`, :func:`write_frame`): a file is written to a
-  temporary file beside it and renamed, so it is never half-written, even when the process
-  is killed;
-* :func:`keep_previous`: the resume/overwrite policy. Files of an earlier run are continued
-  only with ``resume`` (``--resume``), replaced only with ``overwrite`` (``--overwrite``), and
-  otherwise refused with a ``FileExistsError`` before anything runs;
-* :func:`progress_bar`: the bar over a study's (seed, method or cell) jobs.
+* :func:`~metarec.experiments.check_writable`: the output folder is checked *before* any
+  training, so an unwritable ``--out`` costs seconds, not hours;
+* :func:`~metarec.experiments.atomic_replace` (and :func:`~metarec.experiments.write_text`,
+  :func:`~metarec.experiments.write_frame`): a file is written to a temporary file beside it
+  and renamed, so it is never half-written, even when the process is killed;
+* :func:`~metarec.experiments.keep_previous`: the resume/overwrite policy. Files of an earlier
+  run are continued only with ``resume`` (``--resume``), replaced only with ``overwrite``
+  (``--overwrite``), and otherwise refused with a ``FileExistsError`` before anything runs;
+* ``progress_bar``: the bar over a study's (seed, method or cell) jobs.
 
 Example
 -------

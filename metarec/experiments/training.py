@@ -1,19 +1,21 @@
 """Train a configured method on one seed's data and evaluate it: the core of every study.
 
-The protocol (MeLU, Lee et al. 2019, on MovieLens; see :mod:`metarec.data.splits`):
+The protocol (MeLU, Lee et al. 2019, on MovieLens; see ``metarec.data.splits``):
 
 1. ``seed`` fixes the cold-start split (new users, validation users, warm hold-out), the task
    draws (support/query), each model's initialisation and the task order of training
-   (:func:`prepare`);
+   (:func:`~metarec.experiments.prepare`);
 2. a method -- a hand-set recipe (:class:`~metarec.experiments.Method`) or a tuned grid cell
-   (:func:`train_tuned`) -- is trained on the meta-training tasks (existing users, existing
-   items), with early stopping on the validation users' tasks; the weights of the best
-   validation MAE are restored (:func:`train_method`, :class:`KeepBestWeights`);
+   (:func:`~metarec.experiments.train_tuned`) -- is trained on the meta-training tasks
+   (existing users, existing items), with early stopping on the validation users' tasks; the
+   weights of the best validation MAE are restored (:func:`~metarec.experiments.train_method`,
+   :class:`~metarec.experiments.KeepBestWeights`);
 3. it is evaluated by adapting to each test user's support set and scoring the query set: in
    the four scenarios -- warm, user-cold, item-cold, user-and-item-cold --
-   (:func:`evaluate_scenarios`), or per user after 0..``MAX_TEST_STEPS`` inner steps on
-   several task sets at once (:func:`evaluate_groups`), e.g. the same new users with 1 to 20
-   support ratings (:func:`support_size_tasks`).
+   (:func:`~metarec.experiments.evaluate_scenarios`), or per user after 0..``MAX_TEST_STEPS``
+   inner steps on several task sets at once (:func:`~metarec.experiments.evaluate_groups`),
+   e.g. the same new users with 1 to 20 support ratings
+   (:func:`~metarec.experiments.support_size_tasks`).
 
 The studies (:mod:`~metarec.experiments.recipe_study`, :mod:`~metarec.experiments.grid_study`,
 :mod:`~metarec.experiments.when_study`) and ``python -m metarec train`` are thin layers that
@@ -193,7 +195,7 @@ def train_tuned(cell: Cell, tuned: Mapping[str, Any], data: PreparedData, seed: 
 
     ``tuned`` is the cell's entry of a configs file (:func:`~metarec.experiments.load_configs`):
     ``params`` (the hyper-parameters) and ``test_steps`` (the inner steps chosen on validation
-    users), as :func:`~metarec.experiments.tuning.tune_cell` chose them. Training follows
+    users), as tuning chose them (``metarec.experiments.tuning``). Training follows
     :func:`train_method` with the grid's patience; ``epochs`` caps it (default: the grid's).
     """
     method = cell_method(cell, tuned["params"], test_steps=tuned["test_steps"])
