@@ -59,7 +59,8 @@ def register_experiment_commands(subparsers: Any) -> None:
         "when", help="chapter 9's controlled experiments on synthetic data",
         description="Tune and run the synthetic experiments of metarec.experiments.when_study "
                     "(heterogeneity x support size, features, training users, ANIL, cost); "
-                    "writes OUT/when.* and OUT/when-tuning/.")
+                    "writes OUT/when/ (per point: results, tuned configurations, Optuna "
+                    "studies).")
     p.add_argument("--points", nargs="+", help="run only these points (default: all)")
     p.add_argument("--seeds", type=at_least(0), nargs="+", help="override the seeds")
     p.add_argument("--trials", type=at_least(1), default=None,

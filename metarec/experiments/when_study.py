@@ -9,7 +9,7 @@ MAML and Meta-SGD, under the protocol of the fair benchmark (``metarec.experimen
 1. For every *point* (one setting of the generator :func:`metarec.data.make_synthetic`), each
    scheme is tuned with the same Optuna budget (:data:`N_TRIALS` finished trials, the first one
    hand-set, objective: validation users' MAE at the best of 0..10 test-time steps, seed 0;
-   studies in ``<out>/when-tuning/<model>.db``, resumable).
+   studies in ``<out>/when/<point>-tuning/<model>.db``, resumable).
 2. Each tuned scheme is trained for every seed of :data:`SEEDS` (the seed draws the data set,
    the split, the initialisation and the training order).
 3. Test users (new users, existing items) are evaluated with support sets of 1, 2, 3, 5, 10
@@ -22,10 +22,10 @@ informative features are (``informative``) and the fraction of training users ke
 (``train_fraction``); :data:`AXES` lists the points of each curve. :data:`ANIL_POINT` adds
 MAML adapting only the decision layers ("head", ANIL) against all weights.
 
-Files (``<out>/when.*``), written after every (point, seed) so a killed run resumes:
-``when.users.csv.gz`` per-user MAE, ``when.curves.csv`` mean MAE against test-time steps,
-``when.runs.csv`` training time and epochs, ``when.configs.json`` chosen configurations,
-``when.cost.csv`` the cost of personalising one new user.
+Files (in ``<out>/when/``, one set per point, written after every (point, seed) so a killed
+run resumes): ``<point>.users.csv.gz`` per-user MAE, ``<point>.curves.csv`` mean MAE against
+test-time steps, ``<point>.runs.csv`` training time and epochs, ``<point>.configs.json`` chosen
+configurations; ``cost.csv`` the cost of personalising one new user.
 """
 
 from __future__ import annotations
