@@ -298,9 +298,8 @@ def cluster_bootstrap(groups: Mapping[int, np.ndarray] | Sequence[np.ndarray],
     (about 0.90) when seed-level noise dominates -- with 5 clusters there are only 126 distinct
     seed draws. Its p-values are unusable at corrected levels: when all 5 seed means have the
     same sign, almost no resample crosses 0 and p is near 0, where a sign test over the runs
-    cannot go below 2 / 2**5 = 0.0625. On the ML-100K grid it labels 29 of 100 comparisons
-    "hurts" that the t-based methods call ties. Hence it is a cross-check, not the verdict's
-    method (:func:`mixed_model_inference` is).
+    cannot go below 2 / 2**5 = 0.0625 (a test shows it). Hence it is a cross-check, not the
+    verdict's method (:func:`mixed_model_inference` is).
     """
     arrays = _check_groups(groups)
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
