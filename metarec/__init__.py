@@ -13,9 +13,9 @@ attribute (``metarec.distribute``) or with ``import metarec.distribute``:
 - :mod:`metarec.meta`: the meta-learners (MAML, Reptile, Meta-SGD, MeLU, fine-tuning);
 - :mod:`metarec.distribute`: ``tf.distribute`` strategies and the distributed input pipeline;
 - :mod:`metarec.experiments`: benchmarks, tuning and the studies of the book;
-- :mod:`metarec.train`: ``python -m metarec train`` (one method, one device or a strategy);
+- ``metarec.train``: ``python -m metarec train`` (one method, one device or a strategy);
 - :mod:`metarec.plotting`: the book's matplotlib figures;
-- :mod:`metarec.cli`: the command line, ``python -m metarec --help``.
+- ``metarec.cli``: the command line, ``python -m metarec --help``.
 """
 
 from __future__ import annotations
