@@ -1,11 +1,11 @@
 """Task construction that scales to MovieLens-25M sizes, and meta-batches streamed by tf.data.
 
-:func:`~metarec.data.tasks.build_tasks` makes one Python :class:`Task` object per user and pads
-every task of the set to the longest one: fine for MovieLens 100K and 1M, but memory and time
-grow with users x longest task. :class:`TaskStream` keeps the same tasks (MeLU protocol: users
-with ``min_ratings..max_ratings`` ratings, ``n_query`` random query ratings, the rest support)
-as a few flat numpy arrays -- the rating rows of every task, in task order, and one offset per
-task (a CSR layout) -- and builds a padded meta-batch only when it is needed:
+:func:`~metarec.data.tasks.build_tasks` makes one Python :class:`~metarec.data.Task` object per
+user and pads every task of the set to the longest one: fine for MovieLens 100K and 1M, but
+memory and time grow with users x longest task. :class:`TaskStream` keeps the same tasks (MeLU
+protocol: users with ``min_ratings..max_ratings`` ratings, ``n_query`` random query ratings, the
+rest support) as a few flat numpy arrays -- the rating rows of every task, in task order, and
+one offset per task (a CSR layout) -- and builds a padded meta-batch only when it is needed:
 
 * construction is a stable sort by user plus a random key per rating (``O(N log N)``, in
   practice linear in the number of ratings ``N``); nothing per task is a Python object;

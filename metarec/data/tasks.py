@@ -48,8 +48,9 @@ class Task:
     support_items, query_items : array of int64
         Raw item ids of the rows (to show titles, build top-k lists).
     encoder_fingerprint : str or None
-        :attr:`FeatureEncoder.fingerprint` of the encoder that encoded the features (None for
-        tasks built by hand): learners refuse tasks of another encoder with a clear message.
+        :attr:`~metarec.data.FeatureEncoder.fingerprint` of the encoder that encoded the
+        features (None for tasks built by hand): learners refuse tasks of another encoder
+        with a clear message.
     """
 
     user_id: int

@@ -2,7 +2,7 @@
 
 ``python -m metarec experiment run NAME`` runs a named benchmark, ``experiment tune NAME``
 tunes a grid benchmark, ``experiment when`` runs chapter 9's study; the notebooks call the
-same functions. The modules, core first:
+same functions. Every public name is importable from here; the modules, core first:
 
 Core (every study uses them)
 
@@ -17,12 +17,11 @@ Core (every study uses them)
 
 What is trained
 
-* ``methods`` -- the hand-set *recipes* of the teaching chapters
-  (:data:`METHODS`; not tuned);
-* ``grid`` -- the *grid* of the fair comparison: cells (base model x
-  training scheme), their adapted-variable sets and search spaces;
-* ``tuning`` -- Optuna tuning of grid cells on validation users
-  (SQLite studies, resumable) and the configs file it writes;
+* ``methods`` -- the hand-set *recipes* of the teaching chapters (:data:`METHODS`; not tuned);
+* ``grid`` -- the *grid* of the fair comparison: cells (base model x training scheme), their
+  adapted-variable sets and search spaces;
+* ``tuning`` -- Optuna tuning of grid cells on validation users (SQLite studies, resumable)
+  and the configs file it writes;
 * :mod:`~metarec.experiments.benchmarks` -- the named benchmarks (:data:`BENCHMARKS`: dataset,
   seeds, recipes or grid).
 
@@ -36,15 +35,15 @@ The three studies (thin layers: loop over seeds and methods, store the results)
   does meta-learning help? (``experiment when``; chapter 9). It is also reachable as
   ``metarec.experiments.when`` (``from metarec.experiments import when``).
 
-Analyses: ``stats`` (intervals, paired differences),
-``sweeps`` (support size, inner steps),
-``cost`` (time and memory per meta-training step). The command line
-is ``cli``. ``python -m metarec train`` (``metarec.train``) uses the
-same core for one method under any ``tf.distribute`` strategy and saves the learner.
+Analyses: ``stats`` (intervals, paired differences, run-level inference), ``verdict`` (the
+verdict table of a grid study's results), ``sweeps`` (support size, inner steps), ``cost``
+(time and memory per meta-training step). The command line is ``cli``.
+``python -m metarec train`` (``metarec.train``) uses the same core to train one method under
+any ``tf.distribute`` strategy and save the learner.
 
 ``runner`` and ``fair`` are the former names of the recipe and grid studies, kept so that
-old imports still work. Names are imported on first use, so that the command line can be
-built without importing TensorFlow.
+old imports still work. Names are imported on first use (PEP 562), so that building the
+command line imports no TensorFlow.
 """
 
 from __future__ import annotations
