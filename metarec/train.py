@@ -47,7 +47,7 @@ from metarec.experiments.store import (
     write_text,
 )
 
-__all__ = ["OUTPUT_FILES", "register_train_commands", "run_training"]
+__all__ = ["OUTPUT_FILES", "STRATEGIES", "register_train_commands", "run_training"]
 
 #: Strategy names of ``--strategy`` and :func:`metarec.distribute.make_strategy` (which imports
 #: them from here: building the command line must not import TensorFlow).
