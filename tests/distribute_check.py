@@ -57,7 +57,7 @@ def main(mode: str, out: str, learners: tuple[str, ...] = LEARNERS) -> int:
         tick = time.perf_counter()
         with strategy.scope():
             learner = make(name)
-            learner.prepare(tasks.batch([0]))  # builds the mirrored model (and Meta-SGD's rates)
+        learner.build(tasks, strategy)  # mirrored model, Meta-SGD's rates, optimizer slots
         # One meta-batch of all 5 tasks, not shuffled: the same batch on both sides.
         start = [v.numpy().copy() for v in variables(learner)]
         # MeLU: no strategy= and outside the scope; fit finds the learner's own strategy.

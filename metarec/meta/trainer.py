@@ -165,10 +165,22 @@ class Trainer:
         return self._compiled[key]
 
     # ------------------------------------------------------------------ the epoch loop
-    def _build_under(self, strategy: tf.distribute.Strategy, tasks: TaskSource) -> None:
-        """Create model, learner and optimizer variables under ``strategy``'s scope (mirrored)."""
+    def build(self, tasks: TaskSource, strategy: tf.distribute.Strategy | None = None) -> None:
+        """Create the variables before training, on the first tasks of ``tasks``.
+
+        Builds the model and the learner's own variables (Meta-SGD's rates). Under a
+        ``tf.distribute`` strategy (``strategy``, the active scope's, or the one that created
+        the model's variables) this happens inside its scope, the variables are checked to be
+        mirrored, and the optimizer's slots are created too (no variable may be created inside
+        a replica's step). ``fit`` calls it; call it to set or inspect weights first.
+        """
+        strategy = distribute.resolve_strategy(strategy, self.model.trainable_variables)
         with strategy.scope():
+            if self.optimizer is None:
+                self.compile()
             self.check_batch(tasks.batch(np.arange(min(len(tasks), 2))))
+            if distribute.is_default_strategy(strategy):
+                return  # the optimizer builds itself for the variables that get gradients
             variables = list(self.model.trainable_variables) + self.extra_variables
             distribute.check_created_in_scope(
                 strategy, variables + list(self.model.non_trainable_variables), self.optimizer,
@@ -229,7 +241,7 @@ class Trainer:
             with strategy.scope():
                 self.compile()
         if replicated:
-            self._build_under(strategy, tasks)
+            self.build(tasks, strategy)
         train_function = self.make_train_function(strategy)
         steps = distribute.steps_per_epoch(len(tasks), batch_size, replicas)
         cb = keras.callbacks.CallbackList(
