@@ -203,7 +203,7 @@ class TaskStream:
 
     def training_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                          bucket: bool = False) -> Iterator[TaskBatch]:
-        """One epoch for ``MetaLearner.fit`` (the :class:`~metarec.data.tasks.TaskSource`
+        """One epoch for ``MetaLearner.fit`` (the :class:`~metarec.data.TaskSource`
         method): :meth:`batches`. A stream groups tasks by support size when it is built with
         ``bucket=True`` (the default), so ``fit(bucket=...)`` leaves it as it is."""
         del bucket  # decided when the stream was built

@@ -34,7 +34,7 @@ def evaluate_steps_guarded(learner: Any, tasks: TaskSet, max_steps: int, *,
     """Metrics after 0, 1, ..., ``max_steps`` inner steps, with a policy for diverged tasks.
 
     As ``learner.evaluate_steps`` (one pass over the adaptation curve,
-    :meth:`~metarec.meta.MetaLearner.predict_curve`), plus:
+    :meth:`~metarec.meta.evaluation.Evaluator.predict_curve`), plus:
 
     ``diverged``: what to do when adaptation makes a task's predictions NaN or infinite:
     ``"raise"`` a ``ValueError``; ``"nan"``: that task's metrics are NaN at that step count

@@ -15,14 +15,14 @@ import tensorflow as tf
 from metarec._validate import check_int
 from metarec.data.tasks import Task, TaskSet
 
-__all__ = ["AdaptedModel"]
+__all__ = ["AdaptedModel", "Adapter"]
 
 
 class AdaptedModel:
     """A model personalised to one task: the meta-learned weights after inner-loop adaptation.
 
-    Returned by :meth:`MetaLearner.adapt`; ``predict(x)`` gives ratings ``[N]`` for feature
-    dict ``x`` (``[N, ...]`` per key).
+    Returned by :meth:`~metarec.meta.adaptation.Adapter.adapt`; ``predict(x)`` gives ratings
+    ``[N]`` for feature dict ``x`` (``[N, ...]`` per key).
     """
 
     def __init__(self, learner: Any, fast: list[tf.Tensor], frozen: list[tf.Tensor]):

@@ -4,12 +4,13 @@
 * :mod:`metarec.meta.trainer`: ``train_step`` (with its finiteness guard) and ``fit``;
 * :mod:`metarec.meta.evaluation`: ``test_step``, ``predict_curve``, ``evaluate``,
   ``evaluate_steps``;
-* :mod:`metarec.meta.adaptation`: ``adapt`` to one new user, :class:`AdaptedModel`;
-* :mod:`metarec.meta.saving`: ``save``, :func:`load_learner`, :func:`register_learner`;
-* :mod:`metarec.meta.losses`: :func:`masked_mse`;
+* :mod:`metarec.meta.adaptation`: ``adapt`` to one new user, :class:`~metarec.meta.AdaptedModel`;
+* :mod:`metarec.meta.saving`: ``save``, :func:`~metarec.meta.load_learner`,
+  :func:`~metarec.meta.register_learner`;
+* :mod:`metarec.meta.losses`: :func:`~metarec.meta.masked_mse`;
 * :mod:`metarec.meta.checks`: input checks with messages that name the fix.
 
-A subclass writes :meth:`~metarec.meta.core.LearnerCore._meta_loss_and_grads` (what one outer
+A subclass writes ``_meta_loss_and_grads`` (what one outer
 step computes, see :mod:`metarec.meta.maml`); everything else is shared. The names this
 module exported before the split (``MetaLearner``, ``AdaptedModel``, ``AdaptSpec``,
 ``load_learner``, ``masked_mse``, ``register_learner``) still import from here.

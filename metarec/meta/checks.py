@@ -64,7 +64,7 @@ def check_support(learner: Any, batch: TaskBatch) -> None:
 
 def check_tasks(learner: Any, tasks: Any, where: str, name: str = "tasks",
                 stream: bool = False) -> None:
-    """A non-empty TaskSet (any :class:`~metarec.data.tasks.TaskSource` with ``stream``)
+    """A non-empty TaskSet (any :class:`~metarec.data.TaskSource` with ``stream``)
     encoded by the same FeatureEncoder as the learner's earlier tasks."""
     if not isinstance(tasks, TaskSource if stream else TaskSet):
         hint = (" (a TaskBatch: pass the TaskSet it came from)"

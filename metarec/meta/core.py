@@ -6,10 +6,10 @@ given as tensors. That is what lets one model hold a different set of "fast weig
 
 * the **inner loop** adapts the selected variables (``adapt=``) to one task's support set with
   a few gradient steps, ``theta_i = theta - alpha * grad L_support_i(theta)``
-  (:meth:`LearnerCore._adapt_task`);
+  (``LearnerCore._adapt_task``);
 * the **outer loop** updates the initial weights ``theta`` from the adapted weights' loss on
   the query sets (MAML family) or from the adapted weights themselves (Reptile): what one outer
-  step computes is :meth:`LearnerCore._meta_loss_and_grads`, the one method a subclass writes.
+  step computes is ``LearnerCore._meta_loss_and_grads``, the one method a subclass writes.
 
 A meta-batch of tasks is processed as tensors with :func:`tf.vectorized_map` over the task axis
 (no Python loop over tasks in the compiled step); padding rows carry mask 0 and do not count.
@@ -67,6 +67,9 @@ class TracedHyperParameter:
     def __set__(self, learner: Any, value: Any) -> None:
         learner.__dict__[self.name] = self.check(learner.display_name, value)
         learner._retrace()
+
+    def __repr__(self) -> str:
+        return f"TracedHyperParameter({self.name!r})"
 
 
 class LearnerCore:
@@ -139,7 +142,7 @@ class LearnerCore:
         self._adapt_spec = spec
 
     def get_config(self) -> dict[str, Any]:
-        """Hyper-parameters, JSON-able (used by :meth:`save`)."""
+        """Hyper-parameters, JSON-able (used by ``save``)."""
         if callable(self.adapt_spec) or not isinstance(self.adapt_spec, str):
             adapt = "__selected__"
         else:
@@ -260,7 +263,7 @@ class LearnerCore:
 
         With ``create_graph`` the steps stay differentiable (second-order MAML); without it
         the inner gradients are treated as constants (first-order MAML, evaluation).
-        ``extra`` are the learner's extra values, passed to :meth:`_inner_update` (watched
+        ``extra`` are the learner's extra values, passed to ``_inner_update`` (watched
         tensors in a training step, so that Meta-SGD's rates get gradients).
         """
         for _ in range(steps):
@@ -314,9 +317,11 @@ class LearnerCore:
         self._build({k: v[0] for k, v in batch.support_x.items()})
 
     def prepare(self, batch: TaskBatch) -> tuple[Any, ...]:
-        """A checked meta-batch as the tensors that :meth:`train_step` and :meth:`test_step`
-        take: ``(support_x, support_y, support_mask, query_x, query_y, query_mask)``, shapes
-        ``[T, S, ...]`` and ``[T, Q, ...]``. Builds the model on the first call."""
+        """A checked meta-batch as the tensors that ``train_step`` and ``test_step`` take.
+
+        ``(support_x, support_y, support_mask, query_x, query_y, query_mask)``, shapes
+        ``[T, S, ...]`` and ``[T, Q, ...]``. Builds the model on the first call.
+        """
         self.check_batch(batch)
         return tuple(
             tf.nest.map_structure(tf.convert_to_tensor, part) for part in batch.as_tuple()
@@ -331,7 +336,7 @@ class LearnerCore:
         """A non-empty TaskSet (or, with ``stream``, any TaskSource) of this learner's encoder.
 
         The first tasks with an encoder fingerprint fix the learner's
-        (:attr:`encoder_fingerprint`); later ones must match it. ``where`` and ``name`` say
+        (``encoder_fingerprint``); later ones must match it. ``where`` and ``name`` say
         who checks what in the messages.
         """
         checks.check_tasks(self, tasks, where, name, stream)

@@ -34,8 +34,9 @@ class Evaluator:
     def test_step(self, batch: tuple[Any, ...], steps: int | None = None) -> tf.Tensor:
         """Query predictions ``[T, Q]`` after ``steps`` inner steps on each support set.
 
-        ``batch`` is :meth:`prepare`'s tensors; ``steps`` (a Python int) defaults to
-        ``inner_steps``. Every task starts from the current weights; nothing is updated.
+        ``batch`` is :meth:`~metarec.meta.core.LearnerCore.prepare`'s tensors; ``steps`` (a
+        Python int) defaults to ``inner_steps``. Every task starts from the current weights;
+        nothing is updated.
         """
         steps = self.inner_steps if steps is None else steps
         sx, sy, sm, qx, _, _ = batch

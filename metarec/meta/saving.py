@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-__all__ = ["load_learner", "register_learner"]
+__all__ = ["Saveable", "load_learner", "register_learner"]
 
 _REGISTRY: dict[str, type] = {}
 
@@ -56,7 +56,7 @@ class Saveable:
 
 
 def load_learner(path: str | Path) -> Any:
-    """Load a learner saved with :meth:`MetaLearner.save`; predictions are identical.
+    """Load a learner saved with :meth:`~metarec.meta.saving.Saveable.save`; same predictions.
 
     A damaged save (missing or unreadable file, bad JSON, unknown class, truncated archive,
     variables that do not fit) raises one :class:`ValueError` or :class:`FileNotFoundError`
