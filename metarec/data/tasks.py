@@ -119,7 +119,7 @@ class TaskSource(Protocol):
     tasks in their order, with their user ids).
     """
 
-    #: Fingerprint of the FeatureEncoder that encoded the tasks (None: hand-built tasks).
+    #: Fingerprint of the FeatureEncoder that encoded the tasks, or None for hand-built ones.
     encoder_fingerprint: str | None
 
     def __len__(self) -> int: ...

@@ -5,7 +5,7 @@ NaN or infinite (a too-large inner learning rate after many steps). An experimen
 many learning rates and step counts needs a policy instead: :func:`evaluate_steps_guarded`
 scores such a task as NaN (so a curve shows where adaptation breaks down), or with its
 un-adapted predictions (what a guarded service would serve), and can clip predictions to the
-rating scale. The fair grid (:mod:`metarec.experiments.fair`) and the synthetic study
+rating scale. The fair grid (``metarec.experiments.fair``) and the synthetic study
 (:mod:`metarec.experiments.when`) score their users this way.
 """
 

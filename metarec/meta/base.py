@@ -11,7 +11,7 @@
 * :mod:`metarec.meta.checks`: input checks with messages that name the fix.
 
 A subclass writes ``_meta_loss_and_grads`` (what one outer
-step computes, see :mod:`metarec.meta.maml`); everything else is shared. The names this
+step computes, see ``metarec/meta/maml.py``); everything else is shared. The names this
 module exported before the split (``MetaLearner``, ``AdaptedModel``, ``AdaptSpec``,
 ``load_learner``, ``masked_mse``, ``register_learner``) still import from here.
 """

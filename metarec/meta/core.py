@@ -112,7 +112,7 @@ class LearnerCore:
     # ------------------------------------------------------------------ hyper-parameters
     inner_lr = TracedHyperParameter(
         lambda where, v: check_positive(where, "inner_lr", v, "(the inner-loop step size)"),
-        "Inner-loop step size (Meta-SGD: only the initial value of its learned rates).")
+        "Inner-loop step size; for Meta-SGD only the initial value of its learned rates.")
     inner_steps = TracedHyperParameter(
         lambda where, v: check_int(where, "inner_steps", v, 0),
         "Inner-loop steps in training and, by default, at evaluation.")

@@ -2,8 +2,8 @@
 
 A saved learner is a folder: ``model.keras`` (the Keras model), ``learner.json`` (class name,
 hyper-parameters, encoder fingerprint) and ``learner_variables.npz`` (the learner's own
-variables, e.g. Meta-SGD's learning rates). :func:`load_learner` finds the class by name among
-those decorated with :func:`register_learner`.
+variables, e.g. Meta-SGD's learning rates). :func:`~metarec.meta.load_learner` finds the
+class by name among those decorated with :func:`~metarec.meta.register_learner`.
 """
 
 from __future__ import annotations
