@@ -8,7 +8,7 @@
 * :mod:`metarec.meta.saving`: ``save``, :func:`~metarec.meta.load_learner`,
   :func:`~metarec.meta.register_learner`;
 * :mod:`metarec.meta.losses`: :func:`~metarec.meta.masked_mse`;
-* :mod:`metarec.meta.checks`: input checks with messages that name the fix.
+* :mod:`metarec.meta.checks`: input checks with messages that name the fix, ``prepare``.
 
 A subclass writes ``_meta_loss_and_grads`` (what one outer
 step computes, see ``metarec/meta/maml.py``); everything else is shared. The names this
@@ -19,6 +19,7 @@ module exported before the split (``MetaLearner``, ``AdaptedModel``, ``AdaptSpec
 from __future__ import annotations
 
 from metarec.meta.adaptation import AdaptedModel, Adapter
+from metarec.meta.checks import InputChecks
 from metarec.meta.core import AdaptSpec, LearnerCore
 from metarec.meta.evaluation import Evaluator
 from metarec.meta.losses import masked_mse
@@ -29,7 +30,7 @@ __all__ = ["AdaptSpec", "AdaptedModel", "MetaLearner", "load_learner", "masked_m
            "register_learner"]
 
 
-class MetaLearner(Trainer, Evaluator, Adapter, Saveable, LearnerCore):
+class MetaLearner(Trainer, Evaluator, Adapter, Saveable, InputChecks, LearnerCore):
     """Base class of all meta-learners: ``compile``, ``fit``, ``evaluate``, ``adapt``, ``save``.
 
     Parameters
@@ -57,7 +58,8 @@ class MetaLearner(Trainer, Evaluator, Adapter, Saveable, LearnerCore):
     Notes
     -----
     The methods come from :class:`~metarec.meta.core.LearnerCore` (configuration, variables,
-    inner loop, ``prepare``, ``meta_gradients``), :class:`~metarec.meta.trainer.Trainer`
+    inner loop, ``meta_gradients``), :class:`~metarec.meta.checks.InputChecks`
+    (``prepare``, ``check_tasks``), :class:`~metarec.meta.trainer.Trainer`
     (``train_step``, ``make_train_function``, ``fit``),
     :class:`~metarec.meta.evaluation.Evaluator` (``test_step``, ``predict_query``,
     ``predict_curve``, ``evaluate``, ``evaluate_steps``),

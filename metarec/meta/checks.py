@@ -1,7 +1,9 @@
 """Input checks of the meta-learners: one clear message per mistake, before any computation.
 
 Each function takes the learner first (for its display name and state) and raises a
-``TypeError`` or ``ValueError`` naming the problem and the fix.
+``TypeError`` or ``ValueError`` naming the problem and the fix. :class:`InputChecks` gives the
+learner its public entry points: :meth:`InputChecks.prepare` (a checked meta-batch as tensors)
+and :meth:`InputChecks.check_tasks`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from metarec.data.tasks import TaskBatch, TaskSet, TaskSource
 
@@ -88,3 +91,37 @@ def check_tasks(learner: Any, tasks: Any, where: str, name: str = "tasks",
             f"({learner.encoder_fingerprint}); their ids and features mean other things to "
             "the model. Build them with the encoder of the training data (the one whose "
             f"encoder.fingerprint is {learner.encoder_fingerprint!r}).")
+
+
+class InputChecks:
+    """Checked inputs (mixed into :class:`~metarec.meta.MetaLearner`)."""
+
+    def check_batch(self, batch: TaskBatch) -> None:
+        """Refuse tasks with nothing to adapt on; build the model on the first call."""
+        check_support(self, batch)
+        self._build({k: v[0] for k, v in batch.support_x.items()})
+
+    def prepare(self, batch: TaskBatch) -> tuple[Any, ...]:
+        """A checked meta-batch as the tensors that ``train_step`` and ``test_step`` take.
+
+        ``(support_x, support_y, support_mask, query_x, query_y, query_mask)``, shapes
+        ``[T, S, ...]`` and ``[T, Q, ...]``. Builds the model on the first call.
+        """
+        self.check_batch(batch)
+        return tuple(
+            tf.nest.map_structure(tf.convert_to_tensor, part) for part in batch.as_tuple()
+        )
+
+    def _prepare(self, batch: TaskBatch) -> tuple[Any, ...]:
+        # The former name of prepare (the book's chapter 11 builds a model with it).
+        return self.prepare(batch)
+
+    def check_tasks(self, tasks: Any, where: str, name: str = "tasks",
+                    stream: bool = False) -> None:
+        """A non-empty TaskSet (or, with ``stream``, any TaskSource) of this learner's encoder.
+
+        The first tasks with an encoder fingerprint fix the learner's
+        (``encoder_fingerprint``); later ones must match it. ``where`` and ``name`` say
+        who checks what in the messages.
+        """
+        check_tasks(self, tasks, where, name, stream)

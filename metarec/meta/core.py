@@ -291,7 +291,8 @@ class LearnerCore:
 
         ``theta``, ``extra``, ``nt``: the current values of the model's trainable variables,
         the learner's extra variables and the model's non-trainable variables;
-        ``batch``: :meth:`prepare`'s tensors (or one replica's chunk of them).
+        ``batch``: :meth:`~metarec.meta.checks.InputChecks.prepare`'s tensors (or one
+        replica's chunk of them).
         """
         raise NotImplementedError
 
@@ -309,34 +310,3 @@ class LearnerCore:
                                                            reduce_retracing=self.vectorize)
         loss, grads, _ = self._compiled["meta_gradients"](theta, extra, nt, tensors)
         return loss, grads
-
-    # ------------------------------------------------------------------ inputs
-    def check_batch(self, batch: TaskBatch) -> None:
-        """Refuse tasks with nothing to adapt on; build the model on the first call."""
-        checks.check_support(self, batch)
-        self._build({k: v[0] for k, v in batch.support_x.items()})
-
-    def prepare(self, batch: TaskBatch) -> tuple[Any, ...]:
-        """A checked meta-batch as the tensors that ``train_step`` and ``test_step`` take.
-
-        ``(support_x, support_y, support_mask, query_x, query_y, query_mask)``, shapes
-        ``[T, S, ...]`` and ``[T, Q, ...]``. Builds the model on the first call.
-        """
-        self.check_batch(batch)
-        return tuple(
-            tf.nest.map_structure(tf.convert_to_tensor, part) for part in batch.as_tuple()
-        )
-
-    def _prepare(self, batch: TaskBatch) -> tuple[Any, ...]:
-        # The former name of prepare (the book's chapter 11 builds a model with it).
-        return self.prepare(batch)
-
-    def check_tasks(self, tasks: Any, where: str, name: str = "tasks",
-                    stream: bool = False) -> None:
-        """A non-empty TaskSet (or, with ``stream``, any TaskSource) of this learner's encoder.
-
-        The first tasks with an encoder fingerprint fix the learner's
-        (``encoder_fingerprint``); later ones must match it. ``where`` and ``name`` say
-        who checks what in the messages.
-        """
-        checks.check_tasks(self, tasks, where, name, stream)

@@ -34,7 +34,7 @@ class Evaluator:
     def test_step(self, batch: tuple[Any, ...], steps: int | None = None) -> tf.Tensor:
         """Query predictions ``[T, Q]`` after ``steps`` inner steps on each support set.
 
-        ``batch`` is :meth:`~metarec.meta.core.LearnerCore.prepare`'s tensors; ``steps`` (a
+        ``batch`` is :meth:`~metarec.meta.checks.InputChecks.prepare`'s tensors; ``steps`` (a
         Python int) defaults to ``inner_steps``. Every task starts from the current weights;
         nothing is updated.
         """

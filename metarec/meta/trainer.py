@@ -98,7 +98,7 @@ class Trainer:
         """One outer-loop update from a meta-batch: meta-gradient, finiteness guard, optimizer.
 
         Runs in a replica context (``strategy.run``; :meth:`make_train_function` compiles
-        that). ``batch`` is :meth:`~metarec.meta.core.LearnerCore.prepare`'s tensors, or under
+        that). ``batch`` is :meth:`~metarec.meta.checks.InputChecks.prepare`'s tensors, or under
         a ``tf.distribute`` strategy this replica's chunk of them. Returns the meta-loss
         weighted by the replica's share of the meta-batch (on one device the share is 1: the
         meta-loss itself), so that the replicas' values sum to the meta-loss of the whole
@@ -141,7 +141,7 @@ class Trainer:
         """The compiled training step: :meth:`train_step` on every replica of ``strategy``.
 
         ``strategy`` defaults to TensorFlow's current one (the default strategy: one device).
-        The function takes :meth:`~metarec.meta.core.LearnerCore.prepare`'s tensors (one
+        The function takes :meth:`~metarec.meta.checks.InputChecks.prepare`'s tensors (one
         device) or a distributed meta-batch (:func:`metarec.distribute.distribute_batches`) and
         returns the batch's meta-loss.
         It is compiled once per strategy and traced again when a hyper-parameter changes.
