@@ -32,6 +32,7 @@ from metarec.data.movielens import read_movielens
 from metarec.data.tasks import Task, TaskSet
 from metarec.experiments import ExperimentConfig, KeepBestWeights, get_method, run_experiment
 from metarec.experiments import recipe_study as recipe_study_module
+from metarec.experiments.guarded import evaluate_steps_guarded
 from metarec.meta import MAML, MetaSGD, Reptile, load_learner
 from metarec.metrics import ndcg_at_k, task_metrics
 from metarec.models import build_model
@@ -175,9 +176,9 @@ CASES: list[Case] = [
     Case("fit, evaluate, adapt arguments", "evaluate_steps(max_steps=-2)",
          lambda w: w["learner"].evaluate_steps(w["train"], -2), ValueError,
          "max_steps must be an integer >= 0"),
-    Case("fit, evaluate, adapt arguments", "evaluate_steps(clip=(5, 1))",
-         lambda w: w["learner"].evaluate_steps(w["train"], 1, clip=(5, 1)), ValueError,
-         "clip must be (low, high) with low < high"),
+    Case("fit, evaluate, adapt arguments", "evaluate_steps_guarded(clip=(5, 1))",
+         lambda w: evaluate_steps_guarded(w["learner"], w["train"], 1, clip=(5, 1)),
+         ValueError, "clip must be (low, high) with low < high"),
     Case("fit, evaluate, adapt arguments", "adapt(steps=-1)",
          lambda w: w["learner"].adapt(w["train"][0], steps=-1), ValueError,
          "steps must be an integer >= 0"),

@@ -57,6 +57,7 @@ from metarec.data import (
     scenario_tasks,
 )
 from metarec.experiments.grid import MAX_TEST_STEPS, PATIENCE, Cell, cell_method
+from metarec.experiments.guarded import evaluate_steps_guarded
 from metarec.experiments.methods import Method, get_method
 from metarec.meta import MetaLearner
 
@@ -263,8 +264,8 @@ def evaluate_groups(learner: Any, groups: dict[str, TaskSet],
     """
     names = [name for name, tasks in groups.items() for _ in range(len(tasks))]
     joined = TaskSet([task for tasks in groups.values() for task in tasks])
-    table = learner.evaluate_steps(joined, MAX_TEST_STEPS, batch_size=len(joined),
+    table = evaluate_steps_guarded(learner, joined, MAX_TEST_STEPS, batch_size=len(joined),
                                    per_task=True, diverged="fallback", clip=scale)
-    # evaluate_steps keeps the task order within every step count.
+    # evaluate_steps_guarded keeps the task order within every step count.
     table["group"] = np.tile(names, MAX_TEST_STEPS + 1)
     return table
