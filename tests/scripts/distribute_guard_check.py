@@ -1,8 +1,8 @@
 """A NaN step under MirroredStrategy (2 logical CPU devices) and on one device.
 
-    python tests/distribute_guard_check.py OUT.json
+    python tests/scripts/distribute_guard_check.py OUT.json
 
-Run by tests/test_distribute_guard.py in a subprocess (logical devices must be configured
+Run by tests/distribute/test_distribute_guard.py in a subprocess (logical devices must be configured
 before TensorFlow initialises). For MAML and Reptile (the two kinds of outer step), with a
 NaN rating in the chunk of replica 0 and in the chunk of replica 1:
 

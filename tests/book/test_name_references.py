@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "metarec"
 
 DOTTED = re.compile(r"(?<![\w/.-])metarec(?:\.[A-Za-z_]\w*)+")

@@ -1,6 +1,6 @@
 """The finiteness guard of the one training step holds under MirroredStrategy as on one device.
 
-tests/distribute_guard_check.py runs in a subprocess (2 logical CPU devices must be configured
+tests/scripts/distribute_guard_check.py runs in a subprocess (2 logical CPU devices must be configured
 before TensorFlow initialises): a NaN step must leave every weight and optimizer slot exactly
 as it was, and KeepBestWeights must restore the best epoch on the way out of the error.
 """
@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CHECK = ROOT / "tests" / "distribute_guard_check.py"
+ROOT = Path(__file__).resolve().parents[2]
+CHECK = ROOT / "tests" / "scripts" / "distribute_guard_check.py"
 
 
 def test_nan_step_is_not_applied_on_one_or_two_replicas(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 
 import metarec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # TensorFlow's C++ log lines (absl/glog format) and absl's notice before its log is set up.
 TF_LOG_LINE = re.compile(

@@ -1,7 +1,7 @@
-"""Exactness of distributed meta-training: run by tests/test_distribute.py in a subprocess.
+"""Exactness of distributed meta-training: run by tests/distribute/test_distribute.py in a subprocess.
 
-    python tests/distribute_check.py mirrored OUT.json            # 2 logical CPU devices
-    TF_CONFIG=... python tests/distribute_check.py multi-worker OUT.json   # one per worker
+    python tests/scripts/distribute_check.py mirrored OUT.json            # 2 logical CPU devices
+    TF_CONFIG=... python tests/scripts/distribute_check.py multi-worker OUT.json   # one per worker
 
 For each learner (MAML second order, FOMAML, Reptile, Meta-SGD, MeLU, FineTune) one training
 step on a global meta-batch of 5 tasks (split 2 + 3 over the two replicas) is taken under the

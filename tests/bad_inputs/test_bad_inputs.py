@@ -8,7 +8,7 @@ construction and loaders in ``test_bad_inputs_properties.py``.
 
 ``book/api.md`` shows the table of :func:`summary_table` (what each category of bad input
 gets); ``test_docs_table_is_current`` fails when it is stale. Regenerate it with
-``PYTHONPATH=. python tests/test_bad_inputs.py``.
+``PYTHONPATH=. python tests/bad_inputs/test_bad_inputs.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from metarec.meta import MAML, MetaSGD, Reptile, load_learner
 from metarec.metrics import ndcg_at_k, task_metrics
 from metarec.models import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"n_users": 120, "n_items": 80, "ratings_per_user": (15, 40)}
 
 
@@ -545,7 +545,7 @@ def test_task_metrics_give_no_ndcg_for_negative_ratings():
 def test_docs_table_is_current():
     text = (ROOT / "book" / "api.md").read_text()
     assert summary_table() in text, ("book/api.md's table of bad inputs is stale; regenerate "
-                                     "it with `PYTHONPATH=. python tests/test_bad_inputs.py`")
+                                     "it with `PYTHONPATH=. python tests/bad_inputs/test_bad_inputs.py`")
 
 
 if __name__ == "__main__":

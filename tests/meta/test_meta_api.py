@@ -20,7 +20,7 @@ from metarec.experiments.guarded import evaluate_steps_guarded
 from metarec.meta import MAML, FineTune, MetaSGD, register_learner
 from metarec.models import MeLUNetwork
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
