@@ -143,8 +143,8 @@ class Trainer:
         ``strategy`` defaults to TensorFlow's current one (the default strategy: one device).
         The function takes :meth:`~metarec.meta.checks.InputChecks.prepare`'s tensors (one
         device) or a distributed meta-batch (:func:`metarec.distribute.distribute_batches`) and
-        returns the batch's meta-loss.
-        It is compiled once per strategy and traced again when a hyper-parameter changes.
+        returns the batch's meta-loss. It is compiled once per strategy, and again after a
+        hyper-parameter changes.
 
         Examples
         --------
@@ -166,7 +166,7 @@ class Trainer:
                 reduce_retracing=True if replicated else self.vectorize)
         return self._compiled[key]
 
-    # ------------------------------------------------------------------ the epoch loop
+    # ------------------------------------------------------------------ variables
     def build(self, tasks: TaskSource, strategy: tf.distribute.Strategy | None = None) -> None:
         """Create the variables before training, on the first tasks of ``tasks``.
 
@@ -190,6 +190,7 @@ class Trainer:
             if not self.optimizer.built:
                 self.optimizer.build(variables)
 
+    # ------------------------------------------------------------------ the epoch loop
     def fit(
         self,
         tasks: TaskSource,
