@@ -291,7 +291,8 @@ def cluster_bootstrap(groups: Mapping[int, np.ndarray] | Sequence[np.ndarray],
     The distribution of ``n_resamples`` statistics gives a percentile interval and p-value
     (:class:`BootstrapInference`).
 
-    Behaviour with few seeds, measured by simulation (5 seeds, 95% level; tests/experiments/test_stats.py):
+    Behaviour with few seeds, measured by simulation (5 seeds, 95% level;
+    tests/experiments/test_stats.py):
     near-nominal coverage when the seed-level spread of the seed means is about that of user
     sampling (the median case in the ML-100K grid), conservative when seeds add no noise of
     their own (resampling users a second time counts their noise twice), and below nominal

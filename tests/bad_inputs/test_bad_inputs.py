@@ -545,7 +545,8 @@ def test_task_metrics_give_no_ndcg_for_negative_ratings():
 def test_docs_table_is_current():
     text = (ROOT / "book" / "api.md").read_text()
     assert summary_table() in text, ("book/api.md's table of bad inputs is stale; regenerate "
-                                     "it with `PYTHONPATH=. python tests/bad_inputs/test_bad_inputs.py`")
+                                     "it with `PYTHONPATH=. python "
+                                     "tests/bad_inputs/test_bad_inputs.py`")
 
 
 if __name__ == "__main__":

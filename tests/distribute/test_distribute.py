@@ -1,6 +1,7 @@
 """Distributed meta-training (metarec.distribute) and bucketing by support size.
 
-The exactness checks run tests/scripts/distribute_check.py in subprocesses: 2 logical CPU devices for
+The exactness checks run tests/scripts/distribute_check.py in subprocesses: 2 logical CPU devices
+for
 MirroredStrategy, 2 worker processes on localhost ports for MultiWorkerMirroredStrategy. One
 step under the strategy must give the single-device step's weights to float32 tolerance.
 """

@@ -21,7 +21,8 @@ def test_train_command_same_files_one_and_two_devices_and_reload(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.pop("TF_CONFIG", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "distribute_train_check.py"),
+    script = ROOT / "tests" / "scripts" / "distribute_train_check.py"
+    proc = subprocess.run([sys.executable, str(script),
                            str(tmp_path)], env=env, capture_output=True, text=True,
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,6 +1,7 @@
 """The finiteness guard of the one training step holds under MirroredStrategy as on one device.
 
-tests/scripts/distribute_guard_check.py runs in a subprocess (2 logical CPU devices must be configured
+tests/scripts/distribute_guard_check.py runs in a subprocess (2 logical CPU devices must be
+configured
 before TensorFlow initialises): a NaN step must leave every weight and optimizer slot exactly
 as it was, and KeepBestWeights must restore the best epoch on the way out of the error.
 """

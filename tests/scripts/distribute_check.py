@@ -1,4 +1,5 @@
-"""Exactness of distributed meta-training: run by tests/distribute/test_distribute.py in a subprocess.
+"""Exactness of distributed meta-training: run by tests/distribute/test_distribute.py in a
+subprocess.
 
     python tests/scripts/distribute_check.py mirrored OUT.json            # 2 logical CPU devices
     TF_CONFIG=... python tests/scripts/distribute_check.py multi-worker OUT.json   # one per worker

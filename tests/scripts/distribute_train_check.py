@@ -1,6 +1,7 @@
 """``python -m metarec train`` on one device and on 2 logical CPU devices, then reloading.
 
-Run by tests/distribute/test_distribute_cli.py in a subprocess (logical devices must be configured before
+Run by tests/distribute/test_distribute_cli.py in a subprocess (logical devices must be
+configured before
 TensorFlow initialises): ``python tests/scripts/distribute_train_check.py OUT_DIR``. Writes
 OUT_DIR/check.json with the reloaded learners' user-cold MAE.
 """
