@@ -27,6 +27,8 @@ from pathlib import Path
 TEXT_TYPES = ("text/plain", "text/html")
 # Object addresses in reprs (``<... at 0x7f...>``) differ between every run.
 ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+# pandas Styler tables get a random id (``T_1a2b3``) in every run.
+STYLER_ID = re.compile(r"T_[0-9a-f]{5}")
 
 
 def cell_texts(notebook: dict, ignore: list[re.Pattern]) -> list[str]:
@@ -44,7 +46,8 @@ def cell_texts(notebook: dict, ignore: list[re.Pattern]) -> list[str]:
                     parts.append("".join(out["data"][key]))
             if out.get("output_type") == "error":
                 parts.append(f"{out['ename']}: {out['evalue']}")
-        lines = [ADDRESS.sub(" at 0x", ln) for ln in "\n".join(parts).splitlines()]
+        lines = [STYLER_ID.sub("T_", ADDRESS.sub(" at 0x", ln))
+                 for ln in "\n".join(parts).splitlines()]
         texts.append("\n".join(ln for ln in lines if not any(p.search(ln) for p in ignore)))
     return texts
 
