@@ -13,7 +13,8 @@ def register_experiment_commands(subparsers: Any) -> None:
     """Add ``experiment {list,tune,run}`` to the top-level command line."""
     exp = subparsers.add_parser("experiment", help="tune and run a named benchmark",
                                 description="Tune and run a named benchmark; write its results.")
-    commands = exp.add_subparsers(dest="experiment_command", metavar="{list,tune,run,when}",
+    commands = exp.add_subparsers(dest="experiment_command",
+                                  metavar="{list,tune,run,noise,when}",
                                   required=True)
     p = commands.add_parser("list", help="list the benchmarks, methods and grid cells")
     p.set_defaults(func=_cmd_list)
@@ -29,8 +30,16 @@ def register_experiment_commands(subparsers: Any) -> None:
     p.add_argument("--schemes", nargs="+", help="tune only these schemes")
     p.add_argument("--resume", action="store_true",
                    help="continue studies that already have trials")
+    p.add_argument("--tuner-seed", type=at_least(0), default=0,
+                   help="seed of the TPE sampler (default 0: the grid's studies); another "
+                        "seed tunes into its own studies and NAME.tunerK.configs.json, for "
+                        "the tuning-noise study")
     _data_options(p)
     p.set_defaults(func=_cmd_tune)
+
+    from metarec.experiments.noise import register_noise_command
+
+    register_noise_command(commands, _data_options)
 
     p = commands.add_parser("run", help="run a benchmark; writes its results files into OUT")
     p.add_argument("name", help="benchmark name (see `experiment list`)")
@@ -117,7 +126,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from metarec.experiments import grid_cells, prepare_benchmark, tune_grid
-    from metarec.experiments.tuning import TUNING_SEED
+    from metarec.experiments.tuning import TUNING_SEED, configs_path
 
     config = _benchmark(args.name)
     if not config.grid:
@@ -128,8 +137,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     cells = grid_cells(args.models, args.schemes)
     data = prepare_benchmark(config, TUNING_SEED)
     configs = tune_grid(data, Path(args.out), config.name,
-                        n_trials=args.trials or config.n_trials, cells=cells, resume=args.resume)
-    print(f"wrote {Path(args.out) / (config.name + '.configs.json')} ({len(configs)} cells)")
+                        n_trials=args.trials or config.n_trials, cells=cells, resume=args.resume,
+                        tuner_seed=args.tuner_seed)
+    print(f"wrote {configs_path(args.out, config.name, args.tuner_seed)} ({len(configs)} cells)")
     for name, cfg in configs.items():
         print(f"  {name:22s} val MAE {cfg['val_mae']:.4f}  {cfg['n_trials']} trials "
               f"({cfg['n_pruned']} pruned)  {cfg['tuning_seconds'] / 60:.1f} min")

@@ -166,17 +166,22 @@ class KeepBestWeights(keras.callbacks.Callback):
 def train_method(method: Method | str, data: PreparedData, seed: int, *,
                  epochs: int | None = None, batch_size: int = 32, patience: int = 3,
                  verbose: int = 0,
-                 callbacks: Sequence[keras.callbacks.Callback] = ()
-                 ) -> tuple[MetaLearner, float]:
+                 callbacks: Sequence[keras.callbacks.Callback] = (),
+                 learner: MetaLearner | None = None) -> tuple[MetaLearner, float]:
     """Build and train one method; returns the learner and the training time in seconds.
 
     Training stops early when the validation users' MAE has not improved for ``patience``
     epochs, and the weights of the best epoch are restored. ``callbacks`` (Keras callbacks,
     e.g. a ``keras.callbacks.LambdaCallback`` that logs every epoch) are called too; they see
     ``loss`` and ``val_mae``, ``val_rmse``, ``val_ndcg@k`` in the epoch logs.
+
+    ``learner``: an untrained learner in the state ``method.build(spec, seed=seed,
+    global_mean=data.train_mean)`` returns (the tuner passes a reset, already compiled one,
+    :mod:`metarec.experiments.learner_pool`); default: built here.
     """
     method = get_method(method) if isinstance(method, str) else method
-    learner = method.build(data.encoder.spec, seed=seed, global_mean=data.train_mean)
+    if learner is None:
+        learner = method.build(data.encoder.spec, seed=seed, global_mean=data.train_mean)
     start = time.perf_counter()
     if hasattr(learner.model, "fit_closed_form"):
         learner.model.fit_closed_form(data.split.train, data.encoder)

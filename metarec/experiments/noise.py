@@ -1,0 +1,183 @@
+"""The tuning noise of the fair grid: how much a cell's test MAE moves when only the tuner does.
+
+A cell's result depends on the configuration its Optuna study chose, and that choice depends
+on the TPE sampler's random draws. To measure this, a few cells (:data:`NOISE_CELLS`) are
+tuned again with other tuner seeds (``python -m metarec experiment tune NAME --tuner-seed k``:
+same search space, same budget, same data and training seed; only the sampler's seed differs,
+:func:`~metarec.experiments.tuning.sampler_seed`). Tuner seed 0 is the grid's own study.
+Each tuner seed's choice is then trained and evaluated over the benchmark's seeds with the
+grid runner (:func:`~metarec.experiments.fair.run_grid`, unchanged), and the test MAE of every
+(cell, tuner seed, seed, scenario) is written to ``<benchmark>.tuning-noise.csv``. The spread
+across tuner seeds, seeds held fixed, is the **noise floor** of the protocol
+(:func:`noise_floor`): a difference between two cells smaller than it may be the tuner's doing.
+
+Files under ``out_dir`` (``python -m metarec experiment noise NAME``):
+
+* ``<benchmark>-noise/tuner<k>.{users.csv.gz,curves.csv,support.csv,runs.csv}``: the grid
+  runner's files for tuner seed ``k``'s choices (resumable per (seed, cell));
+* ``<benchmark>.tuning-noise.csv``: one row per (cell, tuner seed, seed, scenario) with the
+  user-averaged test metrics and the chosen configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from metarec.experiments.fair import output_paths, run_grid, write_frame
+from metarec.experiments.grid import Cell
+from metarec.experiments.runner import ExperimentConfig
+from metarec.experiments.tuning import configs_path, load_configs
+
+#: Cells re-tuned for the noise study: the MeLU network (conventional, MAML, the MeLU recipe:
+#: ``melu/melu`` vs ``melu/maml`` is the null control, the same algorithm on the same network)
+#: and the item-mean model (conventional and MAML).
+NOISE_CELLS = ("melu/finetune", "melu/maml", "melu/melu", "item_mean/finetune",
+               "item_mean/maml")
+#: Tuner (TPE sampler) seeds of the noise study; 0 is the grid's own study.
+TUNER_SEEDS = (0, 1, 2)
+#: The models and schemes whose product is :data:`NOISE_CELLS` (for ``experiment tune``).
+NOISE_MODELS = ("melu", "item_mean")
+NOISE_SCHEMES = ("finetune", "maml", "melu")
+
+
+def noise_folder(out_dir: str | Path, benchmark: str) -> Path:
+    """``out_dir/<benchmark>-noise``: the grid runner's files of every tuner seed."""
+    return Path(out_dir) / f"{benchmark}-noise"
+
+
+def noise_path(out_dir: str | Path, benchmark: str) -> Path:
+    """``out_dir/<benchmark>.tuning-noise.csv``: the noise study's results."""
+    return Path(out_dir) / f"{benchmark}.tuning-noise.csv"
+
+
+def run_noise(config: ExperimentConfig, out_dir: str | Path, *,
+              tuner_seeds: Sequence[int] = TUNER_SEEDS, cells: Sequence[str] = NOISE_CELLS,
+              resume: bool = False, overwrite: bool = False,
+              progress: bool = True) -> pd.DataFrame:
+    """Train every tuner seed's choice of ``cells`` over ``config.seeds``; write the results.
+
+    The choices are read from :func:`~metarec.experiments.tuning.configs_path` of each tuner
+    seed (``<benchmark>.configs.json`` for 0, ``<benchmark>.tuner<k>.configs.json`` else),
+    so tune first. ``resume`` keeps finished (tuner seed, seed, cell) runs; ``overwrite``
+    replaces an earlier noise run. Returns the table written to :func:`noise_path`.
+    """
+    if not tuner_seeds or len(set(tuner_seeds)) != len(tuner_seeds):
+        raise ValueError(f"tuner_seeds must be distinct and not empty, got {list(tuner_seeds)}.")
+    for name in cells:
+        Cell.parse(name)
+    out_dir = Path(out_dir)
+    folder = noise_folder(out_dir, config.name)
+    choices: dict[int, dict[str, Any]] = {}
+    for k in tuner_seeds:
+        path = configs_path(out_dir, config.name, k)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} does not exist: tune the noise cells with tuner seed {k} first "
+                f"(`python -m metarec experiment tune {config.name} --tuner-seed {k} --models "
+                f"{' '.join(NOISE_MODELS)} --schemes {' '.join(NOISE_SCHEMES)} --out "
+                f"{out_dir}`).")
+        configs = load_configs(path)
+        missing = [c for c in cells if c not in configs["cells"]]
+        if missing:
+            raise ValueError(f"{path} has no finished study for {', '.join(missing)}: tune "
+                             f"them with --tuner-seed {k} (and --resume) first.")
+        choices[k] = configs
+    for k in tuner_seeds:
+        if progress:
+            print(f"tuning noise: training tuner seed {k}'s choices", flush=True)
+        run_grid(replace(config, name=f"tuner{k}"), configs_path(out_dir, config.name, k),
+                 folder, cells=list(cells), resume=resume, overwrite=overwrite,
+                 progress=progress)
+    table = noise_table(folder, choices, cells)
+    write_frame(table, noise_path(out_dir, config.name))
+    return table
+
+
+def noise_table(folder: Path, choices: dict[int, dict[str, Any]],
+                cells: Sequence[str]) -> pd.DataFrame:
+    """One row per (cell, tuner seed, seed, scenario): user-averaged test metrics + choice."""
+    frames = []
+    for k, configs in choices.items():
+        users = pd.read_csv(output_paths(folder, f"tuner{k}")["users"])
+        users = users[users["cell"].isin(cells)]
+        mean = (users.groupby(["cell", "seed", "scenario"], sort=False)
+                .agg(mae=("mae", "mean"), rmse=("rmse", "mean"), ndcg3=("ndcg@3", "mean"),
+                     n_users=("user_id", "size"), diverged=("diverged", "mean"))
+                .reset_index().rename(columns={"ndcg3": "ndcg@3"}))
+        cfg = configs["cells"]
+        mean.insert(1, "tuner_seed", k)
+        mean["val_mae"] = [cfg[c]["val_mae"] for c in mean["cell"]]
+        mean["test_steps"] = [cfg[c]["test_steps"] for c in mean["cell"]]
+        mean["params"] = [json.dumps(cfg[c]["params"], sort_keys=True) for c in mean["cell"]]
+        frames.append(mean)
+    table = pd.concat(frames, ignore_index=True)
+    order = {c: i for i, c in enumerate(cells)}
+    table = table.sort_values(["cell", "tuner_seed", "seed", "scenario"],
+                              key=lambda col: col.map(order) if col.name == "cell" else col,
+                              kind="stable")
+    return table.reset_index(drop=True)
+
+
+def noise_floor(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, scenario): the test MAE of each tuner seed (mean over seeds) and its spread.
+
+    ``range`` is the largest minus the smallest tuner seed's mean test MAE, ``std`` their
+    standard deviation: what tuning alone moves a cell's result by, seeds held fixed.
+    """
+    per_tuner = (table.groupby(["cell", "scenario", "tuner_seed"], sort=False)["mae"].mean()
+                 .unstack("tuner_seed"))
+    per_tuner.columns = [f"tuner_{k}" for k in per_tuner.columns]
+    values = per_tuner.to_numpy()
+    per_tuner["range"] = values.max(axis=1) - values.min(axis=1)
+    per_tuner["std"] = values.std(axis=1, ddof=1) if values.shape[1] > 1 else float("nan")
+    return per_tuner.reset_index()
+
+
+def register_noise_command(commands: Any, data_options: Any) -> None:
+    """Add ``experiment noise`` to the ``experiment`` sub-commands (``metarec.experiments.cli``)."""
+    from metarec.cli_types import at_least
+
+    p = commands.add_parser(
+        "noise", help="train the tuning-noise study's choices over the seeds",
+        description="Train every tuner seed's chosen configuration of the noise cells over the "
+                    "benchmark's seeds (tune them first with `experiment tune NAME "
+                    "--tuner-seed K`); writes OUT/NAME.tuning-noise.csv and OUT/NAME-noise/.")
+    p.add_argument("name", help="grid benchmark name (see `experiment list`)")
+    p.add_argument("--tuner-seeds", type=at_least(0), nargs="+", default=list(TUNER_SEEDS),
+                   help=f"tuner seeds to train (default: {' '.join(map(str, TUNER_SEEDS))})")
+    p.add_argument("--cells", nargs="+", default=list(NOISE_CELLS),
+                   help="cells (model/scheme; default: the noise cells)")
+    p.add_argument("--seeds", type=at_least(0), nargs="+", help="override the seeds")
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished (tuner seed, seed, cell) runs and run only the others")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier noise run in OUT")
+    data_options(p)
+    p.set_defaults(func=_cmd_noise)
+
+
+def _cmd_noise(args: Any) -> int:
+    from metarec.experiments.cli import _benchmark, _data_changes, _set_threads
+
+    config = _benchmark(args.name)
+    if not config.grid:
+        print(f"{args.name} is not a grid benchmark; `noise` needs one (see `experiment list`).")
+        return 2
+    changes = {} if args.seeds is None else {"seeds": tuple(args.seeds)}
+    config = replace(config, **changes, **_data_changes(args))
+    _set_threads(args.threads)
+    table = run_noise(config, args.out, tuner_seeds=args.tuner_seeds, cells=args.cells,
+                      resume=args.resume, overwrite=args.overwrite)
+    print(f"wrote {noise_path(args.out, config.name)} ({len(table)} rows)")
+    print(noise_floor(table).to_string(index=False, float_format="%.4f"))
+    return 0
+
+
+__all__ = ["NOISE_CELLS", "NOISE_MODELS", "NOISE_SCHEMES", "TUNER_SEEDS", "noise_floor",
+           "noise_folder", "noise_path", "noise_table", "run_noise"]
