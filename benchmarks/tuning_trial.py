@@ -3,6 +3,7 @@
     python -m benchmarks.tuning_trial                          # melu/maml and mf/finetune
     python -m benchmarks.tuning_trial --cells all --epochs 3   # every cell, 3 epochs each
     python -m benchmarks.tuning_trial --json out.json          # also write the rows
+    python -m benchmarks.tuning_trial --replay book/results/fair-ml100k-tuning  # the 8 trials
 
 For each cell, its hand-set first trial (:func:`~metarec.experiments.grid.first_trial`) is
 trained on MovieLens 100K (split of the tuning seed) as a tuning trial trains it -- early
@@ -53,8 +54,13 @@ def _instrumented(learner_cls, timings: dict) -> tuple:
     return orig_eval, orig_step
 
 
-def measure(cell_name: str, data, pool, epochs: int | None) -> dict:
-    """One instrumented trial of ``cell_name`` (fresh learner if ``pool`` is None)."""
+def measure(cell_name: str, data, pool, epochs: int | None, params: dict | None = None,
+            curve: bool = True) -> dict:
+    """One instrumented trial of ``cell_name`` (fresh learner if ``pool`` is None).
+
+    ``params``: the trial's hyper-parameters (default: the cell's first trial); ``curve``:
+    whether the adaptation curve is computed after training (not for a pruned trial).
+    """
     import numpy as np
 
     from metarec.experiments.grid import MAX_TEST_STEPS, PATIENCE, Cell, cell_method, first_trial
@@ -62,7 +68,7 @@ def measure(cell_name: str, data, pool, epochs: int | None) -> dict:
     from metarec.meta import MetaLearner
 
     cell = Cell.parse(cell_name)
-    method = cell_method(cell, first_trial(cell))
+    method = cell_method(cell, first_trial(cell) if params is None else params)
     timings: dict = {"val": [], "steps": []}
     saved = _instrumented(MetaLearner, timings)
     try:
@@ -72,7 +78,8 @@ def measure(cell_name: str, data, pool, epochs: int | None) -> dict:
         learner, _ = train_method(method, data, 0, patience=PATIENCE, epochs=epochs,
                                   learner=learner)
         start = time.perf_counter()
-        learner.evaluate_steps(data.tasks["validation"], MAX_TEST_STEPS)
+        if curve:
+            learner.evaluate_steps(data.tasks["validation"], MAX_TEST_STEPS)
         curve = time.perf_counter() - start
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
@@ -99,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="cap on training epochs (default: the grid's, early stopping)")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--replay", metavar="STUDIES",
+                        help="replay the finished trials of the studies in this folder (e.g. "
+                             "book/results/fair-ml100k-tuning) with fresh and with reused "
+                             "learners, pruned trials for the epochs they ran; prints the "
+                             "total per cell")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cells = [c.name for c in grid_cells()] if args.cells == ["all"] else args.cells
     data = prepare_benchmark(BENCHMARKS["fair-ml100k"], TUNING_SEED)
+    if args.replay:
+        return replay(args.replay, cells, data, args.json)
     rows = []
     for name in cells:
         pool = LearnerPool()
@@ -122,6 +136,48 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     if args.json:
         with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+def replay(folder: str, cells: list[str], data, json_path: str | None) -> int:
+    """Time a study's trials again, fresh and reused (same parameters, same epochs)."""
+    from pathlib import Path
+
+    import optuna
+    import pandas as pd
+
+    from metarec.experiments.grid import Cell
+    from metarec.experiments.learner_pool import LearnerPool
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
+    for name in cells:
+        cell = Cell.parse(name)
+        path = Path(folder) / f"{cell.model}.db"
+        study = optuna.load_study(study_name=cell.scheme, storage=f"sqlite:///{path.resolve()}")
+        trials = [t for t in study.get_trials(deepcopy=False)
+                  if t.state.name in ("COMPLETE", "PRUNED")]
+        totals = {}
+        for mode in ("fresh", "reused"):
+            pool = LearnerPool() if mode == "reused" else None
+            runs = [measure(name, data, pool, len(t.intermediate_values) or None
+                            if t.state.name == "PRUNED" else None, dict(t.params),
+                            curve=t.state.name == "COMPLETE") for t in trials]
+            totals[mode] = runs
+        for mode, runs in totals.items():
+            rows.append({"cell": name, "mode": mode, "trials": len(runs),
+                         "epochs": sum(r["epochs"] for r in runs),
+                         "cpu": round(sum(r["cpu"] for r in runs), 1),
+                         "cpu/trial": round(sum(r["cpu"] for r in runs) / len(runs), 2),
+                         "wall": round(sum(r["wall"] for r in runs), 1),
+                         "recorded wall (8-trial grid)": round(sum(
+                             (t.datetime_complete - t.datetime_start).total_seconds()
+                             for t in trials), 1)})
+        print(pd.DataFrame(rows[-2:]).to_string(index=False, header=len(rows) == 2),
+              flush=True)
+    if json_path:
+        with open(json_path, "w") as fh:
             json.dump(rows, fh, indent=1)
     return 0
 

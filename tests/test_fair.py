@@ -411,13 +411,15 @@ def test_a_tuner_seed_tunes_into_its_own_study_and_resumes(data, tmp_path):
         tune_cell(cell, data, n_trials=1, out_dir=tmp_path, benchmark="t", pruner="magic")
 
 
-def test_successive_halving_prunes_at_its_rungs_only():
+@pytest.mark.parametrize("pruner", ["median", "sha"])
+def test_pruners_stop_a_bad_trial_after_the_third_epoch(pruner):
     import optuna
 
     from metarec.experiments.tuning import GRID_PRUNER, PRUNERS
 
+    assert GRID_PRUNER in PRUNERS
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(pruner=PRUNERS[GRID_PRUNER]())
+    study = optuna.create_study(pruner=PRUNERS[pruner]())
     for value in (0.80, 0.82, 0.84):  # three trials that ran 20 epochs
         trial = study.ask()
         for step in range(20):
@@ -432,7 +434,7 @@ def test_successive_halving_prunes_at_its_rungs_only():
         if trial.should_prune():
             pruned_at = step
             break
-    assert pruned_at == 2  # the first rung: after the third epoch, not before
+    assert pruned_at == 2  # after the third epoch, not before
     trial = study.ask()
     for step in range(20):  # the best so far: never pruned
         trial.report(0.70, step)
@@ -444,11 +446,17 @@ def test_grid_tuning_counts_complete_and_pruned_trials(data, tmp_path, monkeypat
 
     monkeypatch.setattr(grid_module, "MAX_EPOCHS", 6)  # past the first rung (epoch 3)
     cells = [Cell("item_mean", "maml"), Cell("item_mean", "reptile")]
-    configs = tune_grid(data, tmp_path, "t", n_trials=5, cells=cells, progress=False)
+    configs = tune_grid(data, tmp_path, "t", n_trials=5, cells=cells, progress=False,
+                        pruner="sha")
     for cfg in configs.values():
         assert cfg["n_trials"] == cfg["n_complete"] + cfg["n_pruned"] == 5
         assert cfg["pruners"] == {"sha": 0} and cfg["epochs"] > 0
     assert sum(cfg["n_pruned"] for cfg in configs.values()) > 0
+    # Extending the studies with the other pruner records from which trial on it ran.
+    configs = tune_grid(data, tmp_path, "t", n_trials=6, cells=cells, progress=False,
+                        resume=True, pruner="median")
+    assert {c["n_trials"] for c in configs.values()} == {6}
+    assert configs["item_mean/maml"]["pruners"] == {"sha": 0, "median": 5}
 
 
 def test_noise_study_trains_each_tuner_seeds_choice(tmp_path, monkeypatch, capsys):

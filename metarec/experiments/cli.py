@@ -34,6 +34,9 @@ def register_experiment_commands(subparsers: Any) -> None:
                    help="seed of the TPE sampler (default 0: the grid's studies); another "
                         "seed tunes into its own studies and NAME.tunerK.configs.json, for "
                         "the tuning-noise study")
+    p.add_argument("--pruner", choices=("median", "sha"), default="median",
+                   help="median rule (default) or successive halving over epochs (see "
+                        "metarec.experiments.tuning.PRUNERS)")
     _data_options(p)
     p.set_defaults(func=_cmd_tune)
 
@@ -138,7 +141,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     data = prepare_benchmark(config, TUNING_SEED)
     configs = tune_grid(data, Path(args.out), config.name,
                         n_trials=args.trials or config.n_trials, cells=cells, resume=args.resume,
-                        tuner_seed=args.tuner_seed)
+                        tuner_seed=args.tuner_seed, pruner=args.pruner)
     print(f"wrote {configs_path(args.out, config.name, args.tuner_seed)} ({len(configs)} cells)")
     for name, cfg in configs.items():
         print(f"  {name:22s} val MAE {cfg['val_mae']:.4f}  {cfg['n_trials']} trials "

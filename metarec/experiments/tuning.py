@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import pandas as pd
 
 from metarec.experiments.grid import (
     MAX_TEST_STEPS,
@@ -153,14 +154,20 @@ def _objective(cell: Cell, data: PreparedData, seed: int, batch_size: int,
     return objective
 
 
-#: Pruners a study can use (``tune_cell(pruner=...)``), by name. Every intermediate value is
-#: the validation users' MAE after an epoch, at step ``epoch`` (0-based).
+#: Pruners a study can use (``tune_cell(pruner=...)``, ``experiment tune --pruner``), by
+#: name. Every intermediate value is the validation users' MAE after an epoch, at step
+#: ``epoch`` (0-based).
 #:
-#: * ``"median"``: the 8-trial grid's: from the third epoch on, stop a trial whose best value
-#:   so far is worse than the median of earlier trials at that epoch (after 3 trials);
+#: * ``"median"``: from the third epoch on, stop a trial whose best value so far is worse
+#:   than the median of earlier trials at that epoch (after 3 trials). The grid's
+#:   (:data:`GRID_PRUNER`).
 #: * ``"sha"``: successive halving with epochs as the resource: at epochs 3, 7 and 19 (steps
 #:   2, 6, 18) a trial goes on only if it is in the best third of the trials that reached
-#:   that epoch. Used by the 32-trial grid (:data:`GRID_PRUNER`).
+#:   that epoch. Replayed on the 8-trial grid's 30 studies with intermediate values it ran
+#:   34% fewer epochs than the median rule, but stopped the trial the median rule found best
+#:   in 6 studies (mean loss 0.0011 validation MAE, at most 0.017). Once trials reuse their
+#:   graphs, epochs are ~16% of the projected tuning time saved: not worth that loss here;
+#:   kept for budgets where time is short.
 PRUNERS: dict[str, Callable[[], Any]] = {}
 
 
@@ -179,7 +186,7 @@ def _sha_pruner() -> Any:
 
 PRUNERS.update(median=_median_pruner, sha=_sha_pruner)
 #: The pruner of :func:`tune_grid` (the fair grid).
-GRID_PRUNER = "sha"
+GRID_PRUNER = "median"
 
 
 def study_file(out_dir: str | Path, benchmark: str, model: str, tuner_seed: int = 0) -> Path:
@@ -383,6 +390,33 @@ def tune_grid(data: PreparedData, out_dir: str | Path, benchmark: str, *, n_tria
     return export_configs(out_dir, benchmark, tuner_seed=tuner_seed)
 
 
+def study_progress(out_dir: str | Path, benchmark: str) -> pd.DataFrame:
+    """Where the studies under ``out_dir/<benchmark>-tuning/`` stand (for long runs).
+
+    One row per study: ``model``, ``tuner_seed``, ``scheme``, the counts of ``finished``
+    (complete + pruned), ``complete``, ``pruned``, ``failed`` and ``running`` trials, and
+    ``wanted`` (the budget the last tuning command asked for).
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
+    for path in sorted((Path(out_dir) / f"{benchmark}-tuning").glob("*.db")):
+        model, _, tuner = path.stem.partition(".tuner")
+        storage = f"sqlite:///{path.resolve()}"
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            states = [t.state.name for t in study.get_trials(deepcopy=False)]
+            rows.append({"model": model, "tuner_seed": int(tuner or 0),
+                         "scheme": summary.study_name,
+                         "finished": states.count("COMPLETE") + states.count("PRUNED"),
+                         "complete": states.count("COMPLETE"),
+                         "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
+                         "running": states.count("RUNNING"),
+                         "wanted": int(study.user_attrs.get("n_trials", 0))})
+    return pd.DataFrame(rows)
+
+
 def load_configs(path: str | Path) -> dict[str, Any]:
     """Read a configs file written by :func:`export_configs`, with a clear error if missing."""
     path = Path(path)
@@ -409,6 +443,7 @@ __all__ = [
     "load_configs",
     "sampler_seed",
     "study_file",
+    "study_progress",
     "study_storage",
     "tune_cell",
     "tune_grid",
