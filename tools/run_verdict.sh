@@ -30,18 +30,22 @@ export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 
 status() {
-    "$PY" - "$OUT" "$NAME" <<'EOF'
+    "$PY" - "$OUT" "$NAME" "$TRIALS" "$MODELS_A $MODELS_B" "$SCHEMES" "$NOISE_CELLS" <<'EOF'
 import sys
+from metarec.experiments.grid import grid_cells
 from metarec.experiments.tuning import study_progress
 from metarec.experiments.fair import output_paths
 from pathlib import Path
 import pandas as pd
-out, name = Path(sys.argv[1]), sys.argv[2]
+out, name, trials = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+models, schemes, noise = (a.split() for a in sys.argv[4:7])
+planned = (len(grid_cells(models, schemes)) + 2 * len(noise)) * trials
 table = study_progress(out, name)
 if len(table):
     print(table.to_string(index=False))
-    print(f"finished trials: {int(table['finished'].sum())} of "
-          f"{int(table['wanted'].sum())} asked for")
+    print(f"finished trials: {int(table['finished'].sum())} of {planned} planned "
+          f"({len(grid_cells(models, schemes))} grid cells and {len(noise)} noise cells x "
+          f"tuner seeds 1, 2; {trials} each)")
 for label, folder, run in [("grid run", out, name)] + [
         (f"noise run, tuner {k}", out / f"{name}-noise", f"tuner{k}") for k in (0, 1, 2)]:
     path = output_paths(folder, run)["runs"]
