@@ -462,7 +462,7 @@ def test_grid_tuning_counts_complete_and_pruned_trials(data, tmp_path, monkeypat
 def test_noise_study_trains_each_tuner_seeds_choice(tmp_path, monkeypatch, capsys):
     from metarec.cli import main as cli_main
     from metarec.experiments import runner
-    from metarec.experiments.noise import noise_floor
+    from metarec.experiments.noise import noise_summary
 
     monkeypatch.setitem(runner.BENCHMARKS, "tiny-grid", ExperimentConfig(
         "tiny-grid", dataset="synthetic", grid=True, seeds=(0, 1), synthetic_kwargs=SMALL))
@@ -478,16 +478,20 @@ def test_noise_study_trains_each_tuner_seeds_choice(tmp_path, monkeypatch, capsy
                          "--tuner-seed", k]) == 0
     assert (tmp_path / "tiny-grid.tuner1.configs.json").exists()
     assert cli_main(noise) == 0
-    table = pd.read_csv(tmp_path / "tiny-grid.tuning-noise.csv")
-    assert len(table) == 2 * 2 * 2 * len(TEST_PARTS)  # cells x tuner seeds x seeds x scenarios
+    table = pd.read_csv(tmp_path / "tiny-grid.tuning-noise.csv.gz")
+    # One row per (cell, tuner seed, seed, scenario, user), the same users for every tuner seed.
     assert set(table["tuner_seed"]) == {0, 1} and set(table["seed"]) == {0, 1}
+    assert set(table["cell"]) == set(cells) and set(table["scenario"]) == set(TEST_PARTS)
+    keys = table.groupby("tuner_seed").apply(
+        lambda g: sorted(zip(g["cell"], g["seed"], g["scenario"], g["user_id"], strict=True)))
+    assert keys[0] == keys[1] and len(keys[0]) == len(table) // 2
     users = pd.read_csv(tmp_path / "tiny-grid-noise" / "tuner1.users.csv.gz")
-    mean = users.query("cell == 'item_mean/maml' and seed == 1 and scenario == 'warm'")["mae"]
-    row = table.query("cell == 'item_mean/maml' and tuner_seed == 1 and seed == 1 "
-                      "and scenario == 'warm'")
-    assert abs(float(row["mae"].iloc[0]) - mean.mean()) < 1e-5
-    floor = noise_floor(table)
-    assert len(floor) == 2 * len(TEST_PARTS) and (floor["range"] >= 0).all()
+    pd.testing.assert_frame_equal(
+        table[table["tuner_seed"] == 1].drop(columns="tuner_seed").reset_index(drop=True),
+        users[table.columns.drop("tuner_seed")].sort_values(
+            "cell", key=lambda c: c.map(cells.index), kind="stable").reset_index(drop=True))
+    summary = noise_summary(table)
+    assert len(summary) == 2 * len(TEST_PARTS) and (summary["range"] >= 0).all()
     capsys.readouterr()
     assert cli_main([*noise, "--resume"]) == 0  # finished runs are kept: nothing to train
     assert cli_main(noise) == 2 and "--resume" in capsys.readouterr().err

@@ -7,21 +7,23 @@ same search space, same budget, same data and training seed; only the sampler's 
 :func:`~metarec.experiments.tuning.sampler_seed`). Tuner seed 0 is the grid's own study.
 Each tuner seed's choice is then trained and evaluated over the benchmark's seeds with the
 grid runner (:func:`~metarec.experiments.fair.run_grid`, unchanged), and the test MAE of every
-(cell, tuner seed, seed, scenario) is written to ``<benchmark>.tuning-noise.csv``. The spread
-across tuner seeds, seeds held fixed, is the **noise floor** of the protocol
-(:func:`noise_floor`): a difference between two cells smaller than it may be the tuner's doing.
+(cell, tuner seed, seed, scenario, test user) is written to
+``<benchmark>.tuning-noise.csv.gz``. The spread across tuner seeds, seeds and users held
+fixed, is the **noise floor** of the protocol (:func:`noise_summary`; the verdict's
+``tuning_noise`` and ``noise_floor`` in :mod:`metarec.experiments.verdict` read the same
+file): a difference between two cells smaller than it may be the tuner's doing.
 
 Files under ``out_dir`` (``python -m metarec experiment noise NAME``):
 
 * ``<benchmark>-noise/tuner<k>.{users.csv.gz,curves.csv,support.csv,runs.csv}``: the grid
   runner's files for tuner seed ``k``'s choices (resumable per (seed, cell));
-* ``<benchmark>.tuning-noise.csv``: one row per (cell, tuner seed, seed, scenario) with the
-  user-averaged test metrics and the chosen configuration.
+* ``<benchmark>.tuning-noise.csv.gz``: one row per (cell, tuner seed, seed, scenario, test
+  user) with the test metrics at the chosen test-time steps (the grid runner's per-user rows
+  plus ``tuner_seed``); the chosen configurations are in the tuner seeds' configs files.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -52,8 +54,8 @@ def noise_folder(out_dir: str | Path, benchmark: str) -> Path:
 
 
 def noise_path(out_dir: str | Path, benchmark: str) -> Path:
-    """``out_dir/<benchmark>.tuning-noise.csv``: the noise study's results."""
-    return Path(out_dir) / f"{benchmark}.tuning-noise.csv"
+    """``out_dir/<benchmark>.tuning-noise.csv.gz``: the noise study's per-user results."""
+    return Path(out_dir) / f"{benchmark}.tuning-noise.csv.gz"
 
 
 def run_noise(config: ExperimentConfig, out_dir: str | Path, *,
@@ -73,7 +75,6 @@ def run_noise(config: ExperimentConfig, out_dir: str | Path, *,
         Cell.parse(name)
     out_dir = Path(out_dir)
     folder = noise_folder(out_dir, config.name)
-    choices: dict[int, dict[str, Any]] = {}
     for k in tuner_seeds:
         path = configs_path(out_dir, config.name, k)
         if not path.exists():
@@ -87,50 +88,47 @@ def run_noise(config: ExperimentConfig, out_dir: str | Path, *,
         if missing:
             raise ValueError(f"{path} has no finished study for {', '.join(missing)}: tune "
                              f"them with --tuner-seed {k} (and --resume) first.")
-        choices[k] = configs
     for k in tuner_seeds:
         if progress:
             print(f"tuning noise: training tuner seed {k}'s choices", flush=True)
         run_grid(replace(config, name=f"tuner{k}"), configs_path(out_dir, config.name, k),
                  folder, cells=list(cells), resume=resume, overwrite=overwrite,
                  progress=progress)
-    table = noise_table(folder, choices, cells)
+    table = noise_table(folder, tuner_seeds, cells)
     write_frame(table, noise_path(out_dir, config.name))
     return table
 
 
-def noise_table(folder: Path, choices: dict[int, dict[str, Any]],
-                cells: Sequence[str]) -> pd.DataFrame:
-    """One row per (cell, tuner seed, seed, scenario): user-averaged test metrics + choice."""
+def noise_table(folder: Path, tuner_seeds: Sequence[int], cells: Sequence[str]) -> pd.DataFrame:
+    """The grid runner's per-user rows of every tuner seed, with a ``tuner_seed`` column.
+
+    One row per (cell, tuner seed, seed, scenario, test user), ordered by cell (as given),
+    tuner seed and seed.
+    """
     frames = []
-    for k, configs in choices.items():
+    for k in tuner_seeds:
         users = pd.read_csv(output_paths(folder, f"tuner{k}")["users"])
         users = users[users["cell"].isin(cells)]
-        mean = (users.groupby(["cell", "seed", "scenario"], sort=False)
-                .agg(mae=("mae", "mean"), rmse=("rmse", "mean"), ndcg3=("ndcg@3", "mean"),
-                     n_users=("user_id", "size"), diverged=("diverged", "mean"))
-                .reset_index().rename(columns={"ndcg3": "ndcg@3"}))
-        cfg = configs["cells"]
-        mean.insert(1, "tuner_seed", k)
-        mean["val_mae"] = [cfg[c]["val_mae"] for c in mean["cell"]]
-        mean["test_steps"] = [cfg[c]["test_steps"] for c in mean["cell"]]
-        mean["params"] = [json.dumps(cfg[c]["params"], sort_keys=True) for c in mean["cell"]]
-        frames.append(mean)
+        frames.append(users.assign(tuner_seed=k))
     table = pd.concat(frames, ignore_index=True)
+    first = ["cell", "model", "scheme", "tuner_seed", "seed", "scenario", "user_id"]
+    table = table[first + [c for c in table.columns if c not in first]]
     order = {c: i for i, c in enumerate(cells)}
-    table = table.sort_values(["cell", "tuner_seed", "seed", "scenario"],
+    table = table.sort_values(["cell", "tuner_seed", "seed"],
                               key=lambda col: col.map(order) if col.name == "cell" else col,
                               kind="stable")
     return table.reset_index(drop=True)
 
 
-def noise_floor(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, scenario): the test MAE of each tuner seed (mean over seeds) and its spread.
+def noise_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, scenario): the test MAE of each tuner seed and its spread (a printout).
 
-    ``range`` is the largest minus the smallest tuner seed's mean test MAE, ``std`` their
-    standard deviation: what tuning alone moves a cell's result by, seeds held fixed.
+    A tuner seed's test MAE is the mean over seeds of the user-averaged MAE (the grid
+    table's number); ``range`` is the largest minus the smallest, ``std`` their standard
+    deviation: what tuning alone moves a cell's result by, seeds and users held fixed.
     """
-    per_tuner = (table.groupby(["cell", "scenario", "tuner_seed"], sort=False)["mae"].mean()
+    per_seed = table.groupby(["cell", "scenario", "tuner_seed", "seed"], sort=False)["mae"].mean()
+    per_tuner = (per_seed.groupby(level=["cell", "scenario", "tuner_seed"], sort=False).mean()
                  .unstack("tuner_seed"))
     per_tuner.columns = [f"tuner_{k}" for k in per_tuner.columns]
     values = per_tuner.to_numpy()
@@ -147,7 +145,8 @@ def register_noise_command(commands: Any, data_options: Any) -> None:
         "noise", help="train the tuning-noise study's choices over the seeds",
         description="Train every tuner seed's chosen configuration of the noise cells over the "
                     "benchmark's seeds (tune them first with `experiment tune NAME "
-                    "--tuner-seed K`); writes OUT/NAME.tuning-noise.csv and OUT/NAME-noise/.")
+                    "--tuner-seed K`); writes OUT/NAME.tuning-noise.csv.gz (per user) and "
+                    "OUT/NAME-noise/.")
     p.add_argument("name", help="grid benchmark name (see `experiment list`)")
     p.add_argument("--tuner-seeds", type=at_least(0), nargs="+", default=list(TUNER_SEEDS),
                    help=f"tuner seeds to train (default: {' '.join(map(str, TUNER_SEEDS))})")
@@ -175,9 +174,9 @@ def _cmd_noise(args: Any) -> int:
     table = run_noise(config, args.out, tuner_seeds=args.tuner_seeds, cells=args.cells,
                       resume=args.resume, overwrite=args.overwrite)
     print(f"wrote {noise_path(args.out, config.name)} ({len(table)} rows)")
-    print(noise_floor(table).to_string(index=False, float_format="%.4f"))
+    print(noise_summary(table).to_string(index=False, float_format="%.4f"))
     return 0
 
 
-__all__ = ["NOISE_CELLS", "NOISE_MODELS", "NOISE_SCHEMES", "TUNER_SEEDS", "noise_floor",
-           "noise_folder", "noise_path", "noise_table", "run_noise"]
+__all__ = ["NOISE_CELLS", "NOISE_MODELS", "NOISE_SCHEMES", "TUNER_SEEDS", "noise_folder",
+           "noise_path", "noise_summary", "noise_table", "run_noise"]
