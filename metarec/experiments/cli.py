@@ -40,9 +40,24 @@ def register_experiment_commands(subparsers: Any) -> None:
     _data_options(p)
     p.set_defaults(func=_cmd_tune)
 
-    from metarec.experiments.noise import register_noise_command
-
-    register_noise_command(commands, _data_options)
+    p = commands.add_parser(
+        "noise", help="train the tuning-noise study's choices over the seeds",
+        description="Train every tuner seed's chosen configuration of the noise cells over the "
+                    "benchmark's seeds (tune them first with `experiment tune NAME "
+                    "--tuner-seed K`); writes OUT/NAME.tuning-noise.csv.gz (per user) and "
+                    "OUT/NAME-noise/ (metarec.experiments.noise).")
+    p.add_argument("name", help="grid benchmark name (see `experiment list`)")
+    p.add_argument("--tuner-seeds", type=at_least(0), nargs="+", default=[0, 1, 2],
+                   help="tuner seeds to train (default: 0 1 2; 0 is the grid's own study)")
+    p.add_argument("--cells", nargs="+", help="cells (model/scheme; default: the noise cells "
+                   "melu/finetune melu/maml melu/melu item_mean/finetune item_mean/maml)")
+    p.add_argument("--seeds", type=at_least(0), nargs="+", help="override the seeds")
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished (tuner seed, seed, cell) runs and run only the others")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier noise run in OUT")
+    _data_options(p)
+    p.set_defaults(func=_cmd_noise)
 
     p = commands.add_parser("run", help="run a benchmark; writes its results files into OUT")
     p.add_argument("name", help="benchmark name (see `experiment list`)")
@@ -179,6 +194,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     results = run_experiment(config, out_dir=out, resume=args.resume, overwrite=args.overwrite)
     print(summary_table(results, ["mae", "ndcg@3"]).to_markdown())
     print(f"wrote {out / (config.name + '.csv')} and .md")
+    return 0
+
+
+def _cmd_noise(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from metarec.experiments.noise import NOISE_CELLS, noise_path, noise_summary, run_noise
+
+    config = _benchmark(args.name)
+    if not config.grid:
+        print(f"{args.name} is not a grid benchmark; `noise` needs one (see `experiment list`).")
+        return 2
+    changes = {} if args.seeds is None else {"seeds": tuple(args.seeds)}
+    config = replace(config, **changes, **_data_changes(args))
+    _set_threads(args.threads)
+    table = run_noise(config, args.out, tuner_seeds=args.tuner_seeds,
+                      cells=args.cells or NOISE_CELLS, resume=args.resume,
+                      overwrite=args.overwrite)
+    print(f"wrote {noise_path(args.out, config.name)} ({len(table)} rows)")
+    print(noise_summary(table).to_string(index=False, float_format="%.4f"))
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -135,47 +134,6 @@ def noise_summary(table: pd.DataFrame) -> pd.DataFrame:
     per_tuner["range"] = values.max(axis=1) - values.min(axis=1)
     per_tuner["std"] = values.std(axis=1, ddof=1) if values.shape[1] > 1 else float("nan")
     return per_tuner.reset_index()
-
-
-def register_noise_command(commands: Any, data_options: Any) -> None:
-    """Add ``experiment noise`` to the ``experiment`` sub-commands (``metarec.experiments.cli``)."""
-    from metarec.cli_types import at_least
-
-    p = commands.add_parser(
-        "noise", help="train the tuning-noise study's choices over the seeds",
-        description="Train every tuner seed's chosen configuration of the noise cells over the "
-                    "benchmark's seeds (tune them first with `experiment tune NAME "
-                    "--tuner-seed K`); writes OUT/NAME.tuning-noise.csv.gz (per user) and "
-                    "OUT/NAME-noise/.")
-    p.add_argument("name", help="grid benchmark name (see `experiment list`)")
-    p.add_argument("--tuner-seeds", type=at_least(0), nargs="+", default=list(TUNER_SEEDS),
-                   help=f"tuner seeds to train (default: {' '.join(map(str, TUNER_SEEDS))})")
-    p.add_argument("--cells", nargs="+", default=list(NOISE_CELLS),
-                   help="cells (model/scheme; default: the noise cells)")
-    p.add_argument("--seeds", type=at_least(0), nargs="+", help="override the seeds")
-    p.add_argument("--resume", action="store_true",
-                   help="keep finished (tuner seed, seed, cell) runs and run only the others")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier noise run in OUT")
-    data_options(p)
-    p.set_defaults(func=_cmd_noise)
-
-
-def _cmd_noise(args: Any) -> int:
-    from metarec.experiments.cli import _benchmark, _data_changes, _set_threads
-
-    config = _benchmark(args.name)
-    if not config.grid:
-        print(f"{args.name} is not a grid benchmark; `noise` needs one (see `experiment list`).")
-        return 2
-    changes = {} if args.seeds is None else {"seeds": tuple(args.seeds)}
-    config = replace(config, **changes, **_data_changes(args))
-    _set_threads(args.threads)
-    table = run_noise(config, args.out, tuner_seeds=args.tuner_seeds, cells=args.cells,
-                      resume=args.resume, overwrite=args.overwrite)
-    print(f"wrote {noise_path(args.out, config.name)} ({len(table)} rows)")
-    print(noise_summary(table).to_string(index=False, float_format="%.4f"))
-    return 0
 
 
 __all__ = ["NOISE_CELLS", "NOISE_MODELS", "NOISE_SCHEMES", "TUNER_SEEDS", "noise_folder",
