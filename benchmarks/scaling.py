@@ -26,56 +26,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from benchmarks.common import (
+    ROOT,
+    melu_learner,
+    ml100k_tasks,
+    peak_memory_mib,
+    run_isolated,
+    time_steps,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "book" / "results"
 TABLES = ("devices", "data", "buckets", "paths")
 # Mean ratings per user of make_synthetic's default long tail (bounded Pareto on 15..300).
 RATINGS_PER_USER = 47.3
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _ml100k_tasks(max_support: int | None = None):
-    from metarec.data import (
-        DataError,
-        FeatureEncoder,
-        build_tasks,
-        cold_start_split,
-        load_movielens,
-        make_synthetic,
-    )
-
-    try:
-        ds = load_movielens("ml-100k", download=False)
-    except DataError:
-        ds = make_synthetic(n_users=943, n_items=1682, seed=0)
-    split = cold_start_split(ds, seed=0)
-    enc = FeatureEncoder().fit(ds, split.train)
-    return ds.name, enc, build_tasks(split.train, enc, max_support=max_support, seed=0)
-
-
-def _learner(name: str, spec, steps: int, vectorize: bool = True):
-    import keras
-
-    from metarec import meta
-    from metarec.models import MeLUNetwork
-
-    keras.utils.set_random_seed(0)
-    cls = getattr(meta, name)
-    learner = cls(MeLUNetwork(spec), inner_lr=1e-3, inner_steps=steps, vectorize=vectorize)
-    learner.compile(keras.optimizers.SGD(1e-3) if name == "Reptile"
-                    else keras.optimizers.Adam(1e-4))
-    return learner
 
 
 # ---------------------------------------------------------------------------- one configuration
@@ -84,29 +51,23 @@ def run_devices(cfg: dict) -> dict:
     from metarec import distribute
 
     strategy = distribute.make_strategy("mirrored", devices=2) if cfg["replicas"] == 2 else None
-    _, enc, tasks = _ml100k_tasks()
+    _, enc, tasks = ml100k_tasks()
     if strategy is None:
-        learner = _learner(cfg["learner"], enc.spec, cfg["steps"])
-        fn = learner._train_step_fn()
-        batches = [learner._prepare(b) for b in tasks.batches(cfg["batch_size"], seed=0)]
+        learner = melu_learner(cfg["learner"], enc.spec, cfg["steps"])
+        batches = [learner.prepare(b) for b in tasks.batches(cfg["batch_size"], seed=0)]
     else:
         with strategy.scope():
-            learner = _learner(cfg["learner"], enc.spec, cfg["steps"])
-        trainer = distribute.DistributedTrainer(learner, strategy)
-        trainer.build(tasks)
-        fn = trainer.step
-        batches = list(trainer.batches(tasks, cfg["batch_size"], seed=0))
+            learner = melu_learner(cfg["learner"], enc.spec, cfg["steps"])
+        learner.build(tasks, strategy)
+        batches = list(distribute.distribute_batches(
+            strategy, lambda: tasks.batches(cfg["batch_size"], seed=0), tasks.batch([0])))
+    step = learner.make_train_function(strategy)
     n = min(cfg["steps_measured"], len(batches) - cfg["warmup"])
-    for b in batches[:cfg["warmup"]]:
-        float(fn(b))
-    start = time.perf_counter()
-    for b in batches[cfg["warmup"]:cfg["warmup"] + n]:
-        float(fn(b))
-    elapsed = time.perf_counter() - start
+    elapsed = time_steps(step, batches[:cfg["warmup"] + n], cfg["warmup"])
     return {**cfg, "tasks_per_s": n * cfg["batch_size"] / elapsed,
             "bytes_per_step": distribute.communicated_bytes(learner),
             "task_inner_steps_per_step": cfg["batch_size"] * cfg["steps"],
-            "peak_rss_mib": _peak_mib()}
+            "peak_rss_mib": peak_memory_mib()}
 
 
 def run_data(cfg: dict) -> dict:
@@ -118,7 +79,7 @@ def run_data(cfg: dict) -> dict:
     start = time.perf_counter()
     ds = make_synthetic(n_users=round(target / RATINGS_PER_USER), n_items=cfg["items"], seed=0)
     generate = time.perf_counter() - start
-    after_generate = _peak_mib()
+    after_generate = peak_memory_mib()
     start = time.perf_counter()
     enc = FeatureEncoder().fit(ds, ds.ratings)
     if cfg["builder"] == "TaskStream":
@@ -134,51 +95,38 @@ def run_data(cfg: dict) -> dict:
     return {**cfg, "ratings_exact": len(ds.ratings), "users": ds.n_users, "tasks": len(tasks),
             "generate_s": generate, "construct_s": construct, "epoch_batches_s": epoch,
             "batches": n_batches, "peak_rss_after_generate_mib": after_generate,
-            "peak_rss_mib": _peak_mib()}
+            "peak_rss_mib": peak_memory_mib()}
 
 
 def run_buckets(cfg: dict) -> dict:
     """Padding and tasks/s of one epoch's first batches, with or without buckets."""
-    from metarec.data.buckets import bucketed_batches, padding_cost
+    from metarec.data.buckets import padding_cost
 
-    _, enc, tasks = _ml100k_tasks()
-    learner = _learner(cfg["learner"], enc.spec, cfg["steps"])
-    fn = learner._train_step_fn()
-    if cfg["bucket"]:
-        source = bucketed_batches(tasks, cfg["batch_size"], seed=0, multiple=8)
-    else:
-        source = tasks.batches(cfg["batch_size"], seed=0)
-    batches = [learner._prepare(b) for b in source]
+    _, enc, tasks = ml100k_tasks()
+    learner = melu_learner(cfg["learner"], enc.spec, cfg["steps"])
+    step = learner.make_train_function()
+    source = tasks.training_batches(cfg["batch_size"], seed=0, bucket=cfg["bucket"])
+    batches = [learner.prepare(b) for b in source]
     # Trace every distinct batch shape first: the timing is the steady state of later epochs.
     shapes = {tuple(b[1].shape): b for b in batches}
-    for b in shapes.values():
-        float(fn(b))
-    timed = batches
-    start = time.perf_counter()
-    for b in timed:
-        float(fn(b))
-    elapsed = time.perf_counter() - start
+    elapsed = time_steps(step, [*shapes.values(), *batches], len(shapes))
     cost = padding_cost(tasks, cfg["batch_size"])
-    rows = sum(int(b[1].shape[0] * b[1].shape[1]) for b in timed)
-    return {**cfg, "tasks_per_s": sum(int(b[1].shape[0]) for b in timed) / elapsed,
+    rows = sum(int(b[1].shape[0] * b[1].shape[1]) for b in batches)
+    return {**cfg, "tasks_per_s": sum(int(b[1].shape[0]) for b in batches) / elapsed,
             "padded_support_rows": rows, "real_support_rows": cost["real"],
             "saved_fraction": cost["saved"], "support_length": tasks.support_length}
 
 
 def run_paths(cfg: dict) -> dict:
     """Tasks/s of the vectorized or the per-task-loop step (support <= 16, as in throughput)."""
-    _, enc, tasks = _ml100k_tasks(max_support=16)
-    learner = _learner(cfg["learner"], enc.spec, cfg["steps"], vectorize=cfg["vectorize"])
-    fn = learner._train_step_fn()
-    batches = [learner._prepare(b) for b in tasks.batches(cfg["batch_size"], seed=0,
-                                                           drop_remainder=True)]
-    for b in batches[:cfg["warmup"]]:
-        float(fn(b))
-    timed = batches[cfg["warmup"]:cfg["warmup"] + cfg["steps_measured"]]
-    start = time.perf_counter()
-    for b in timed:
-        float(fn(b))
-    return {**cfg, "tasks_per_s": len(timed) * cfg["batch_size"] / (time.perf_counter() - start)}
+    _, enc, tasks = ml100k_tasks(max_support=16)
+    learner = melu_learner(cfg["learner"], enc.spec, cfg["steps"], vectorize=cfg["vectorize"])
+    step = learner.make_train_function()
+    batches = [learner.prepare(b) for b in tasks.batches(cfg["batch_size"], seed=0,
+                                                         drop_remainder=True)]
+    inputs = batches[:cfg["warmup"] + cfg["steps_measured"]]
+    elapsed = time_steps(step, inputs, cfg["warmup"])
+    return {**cfg, "tasks_per_s": (len(inputs) - cfg["warmup"]) * cfg["batch_size"] / elapsed}
 
 
 RUNNERS = {"devices": run_devices, "data": run_data, "buckets": run_buckets, "paths": run_paths}
@@ -215,13 +163,7 @@ def run_table(table: str, quick: bool) -> list[dict]:
     rows = []
     for cfg in configurations(table, quick):
         load = _load()
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.scaling", "--one", json.dumps([table, cfg])],
-            capture_output=True, text=True, check=False, cwd=ROOT, timeout=3600)
-        if proc.returncode != 0:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"benchmark configuration failed: {table} {cfg}")
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row = run_isolated("benchmarks.scaling", [table, cfg])
         row["load_average"] = load
         rows.append(row)
         print(f"  {table}: {cfg} done", file=sys.stderr)
@@ -272,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from metarec.experiments.runner import atomic_replace
+    from metarec.experiments.store import atomic_replace
 
     for table in args.only or TABLES:
         frame = summarize(table, pd.DataFrame(run_table(table, args.quick)))

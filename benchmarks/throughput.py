@@ -7,11 +7,14 @@ Setting: the MeLU network on ml-100k-sized tasks (MovieLens 100K meta-training u
 data is available, else synthetic tasks of the same shapes): meta-batch 32, support sets of at
 most 16 ratings, query sets of 10. Each configuration runs in a fresh subprocess so that its
 peak resident memory (``ru_maxrss``) is its own; throughput is meta-training tasks per second
-over ``--steps`` compiled training steps after warm-up.
+over ``--steps`` compiled training steps after warm-up (setup shared with
+:mod:`benchmarks.scaling` in :mod:`benchmarks.common`).
 
 Implementations compared:
 
-* ``vectorized``: the package's path (``tf.vectorized_map`` over tasks in one ``tf.function``);
+* ``vectorized``: the package's path, the public training step
+  (``learner.make_train_function()``: ``MetaLearner.train_step`` under ``strategy.run``, as
+  ``fit`` runs it; ``tf.vectorized_map`` over tasks in one ``tf.function``);
 * ``per-task loop``: the same learner with ``vectorize=False`` (an unrolled per-task loop
   inside one ``tf.function``);
 * ``eager loop``: a plain per-task Python loop in eager mode, written the way most public
@@ -25,44 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
+
+from benchmarks.common import melu_learner, ml100k_tasks, peak_memory_mib, run_isolated, time_steps
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 LEARNERS = ["MAML", "FOMAML", "MetaSGD", "MeLU", "Reptile"]
-
-
-def _tasks(batch_size: int):
-    from metarec.data import (
-        DataError,
-        FeatureEncoder,
-        build_tasks,
-        cold_start_split,
-        load_movielens,
-        make_synthetic,
-    )
-
-    try:
-        ds = load_movielens("ml-100k", download=False)
-    except DataError:
-        ds = make_synthetic(n_users=943, n_items=1682, seed=0)
-    split = cold_start_split(ds, seed=0)
-    enc = FeatureEncoder().fit(ds, split.train)
-    tasks = build_tasks(split.train, enc, max_support=16, seed=0)
-    return ds.name, enc, tasks, tasks.batch(list(range(batch_size)))
-
-
-def _learner(name: str, model, steps: int, vectorize: bool):
-    from metarec import meta
-
-    kwargs = {"inner_lr": 1e-3, "inner_steps": steps, "vectorize": vectorize}
-    if name == "FOMAML":
-        return meta.FOMAML(model, **kwargs)
-    if name == "MeLU":
-        return meta.MeLU(model, **kwargs)
-    return getattr(meta, name)(model, **kwargs)
 
 
 def _eager_loop_step(learner, batch, optimizer) -> float:
@@ -153,43 +125,34 @@ def run_one(config: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    from metarec.experiments.cost import peak_memory_mib
-    from metarec.models.melu import MeLUNetwork
-
-    dataset, enc, tasks, batch = _tasks(config["batch_size"])
-    keras.utils.set_random_seed(0)
-    model = MeLUNetwork(enc.spec)
+    dataset, enc, tasks = ml100k_tasks(max_support=16)
+    batch = tasks.batch(list(range(config["batch_size"])))
     impl, name, steps = config["impl"], config["learner"], config["steps"]
-    learner = _learner(name, model, steps, vectorize=impl != "per-task loop")
-    learner.compile(keras.optimizers.Adam(1e-4))
-    tensors = learner._prepare(batch)
+    # Adam for every learner here (Reptile too): the same outer update in every implementation.
+    learner = melu_learner(name, enc.spec, steps, vectorize=impl != "per-task loop",
+                           reptile_sgd=False)
+    tensors = learner.prepare(batch)
     if impl in ("vectorized", "per-task loop"):
-        fn = learner._train_step_fn()
-
-        def step():
-            return float(fn(tensors))
+        step, inputs = learner.make_train_function(), tensors
     elif impl == "eager loop":
         opt = keras.optimizers.Adam(1e-4)
 
-        def step():
+        def step(batch):
             return _eager_loop_step(learner, batch, opt)
+        inputs = batch
     else:  # hand-written
-        hw = _hand_written_step_fn(model, learner.inner_lr, steps,
+        hw = _hand_written_step_fn(learner.model, learner.inner_lr, steps,
                                    getattr(learner, "first_order", False),
                                    keras.optimizers.Adam(1e-4))
         args = [tf.constant(a) if not isinstance(a, dict) else
                 {k: tf.constant(v) for k, v in a.items()} for a in batch.as_tuple()]
 
-        def step():
-            return float(hw(*args))
+        def step(args):
+            return hw(*args)
+        inputs = args
 
-    for _ in range(config["warmup"]):
-        step()
     n = config["steps_measured"] if impl != "eager loop" else max(2, config["steps_measured"] // 5)
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    elapsed = time.perf_counter() - start
+    elapsed = time_steps(step, [inputs] * (config["warmup"] + n), config["warmup"])
     return {
         **config,
         "dataset": dataset,
@@ -231,14 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for config in configurations(args.quick, args.batch_size, args.steps):
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.throughput", "--one", json.dumps(config)],
-            capture_output=True, text=True, check=False,
-        )
-        if proc.returncode != 0:
-            print(proc.stderr[-2000:], file=sys.stderr)
-            raise SystemExit(f"benchmark configuration failed: {config}")
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows.append(run_isolated("benchmarks.throughput", config))
         print(f"  {config['learner']:8s} {config['impl']:14s} steps={config['steps']} "
               f"{rows[-1]['tasks_per_s']:8.0f} tasks/s", file=sys.stderr)
     table = pd.DataFrame(rows)

@@ -64,7 +64,7 @@ def measure(cell_name: str, data, pool, epochs: int | None, params: dict | None 
     import numpy as np
 
     from metarec.experiments.grid import MAX_TEST_STEPS, PATIENCE, Cell, cell_method, first_trial
-    from metarec.experiments.runner import train_method
+    from metarec.experiments.training import train_method
     from metarec.meta import MetaLearner
 
     cell = Cell.parse(cell_name)

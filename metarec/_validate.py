@@ -8,6 +8,7 @@ is expected (``True`` is an ``int`` to Python, never what a user meant by a step
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
 
@@ -34,3 +35,12 @@ def check_positive(where: str, name: str, value: Any, why: str = "") -> float:
     if not math.isfinite(float(value)) or value <= 0:
         raise ValueError(f"{where}: {name} must be a finite number > 0{reason}, got {value}.")
     return float(value)
+
+
+def check_ks(where: str, ks: Any) -> tuple[int, ...]:
+    """The nDCG cut-offs ``ks`` as a tuple of ints >= 1 (a non-empty sequence); else a clear
+    error."""
+    if isinstance(ks, int | str) or not isinstance(ks, Sequence) or not ks:
+        raise TypeError(f"{where}: ks must be a non-empty sequence of cut-offs such as (1, 3), "
+                        f"got {ks!r}.")
+    return tuple(check_int(where, "every k of ks", k, 1) for k in ks)

@@ -5,15 +5,20 @@ Commands::
     python -m metarec data download NAME [--data-dir DIR]     fetch + verify into the cache
     python -m metarec data verify NAME [--data-dir DIR]       check the cached files (read-only)
     python -m metarec data stats NAME [--data-dir DIR]        sizes, sparsity, distributions
+    python -m metarec experiment {list,tune,run,when} ...     benchmarks (metarec.experiments.cli)
     python -m metarec train METHOD --out DIR [--strategy S]   meta-train (GPUs, machines)
 
 ``NAME`` is ``ml-100k`` or ``ml-1m`` (``stats`` also accepts ``synthetic``, the default
 :func:`~metarec.data.make_synthetic` dataset).
 
+Building the parser imports no TensorFlow (nor Keras): ``--help``, every command's ``--help``
+and every argument error answer at once, without TensorFlow's log lines. A command imports
+what it needs inside its handler.
+
 Adding a command group: write ``register_<group>_commands(subparsers)`` that adds a subparser
 and sets ``func`` (``args -> exit code``) with ``set_defaults``, then append it to
-:data:`REGISTRARS` (or pass ``registrars`` to :func:`build_parser`).
-"""
+:data:`REGISTRARS` (or pass ``registrars`` to :func:`build_parser`). Keep the module that
+defines it free of TensorFlow at import time: import heavy modules inside ``func``."""
 
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ Registrar = Callable[[Any], None]  # receives the object returned by add_subpars
 
 def register_data_commands(subparsers: Any) -> None:
     """Add ``data {download,verify,stats}`` to ``subparsers`` (from ``add_subparsers()``)."""
-    from metarec.data.registry import DATASETS  # light import: no pandas needed for --help
+    from metarec.data.registry import DATASETS  # numpy and pandas, no TensorFlow
 
     names = sorted(DATASETS)
     data = subparsers.add_parser("data", help="download, verify and describe datasets",
@@ -60,21 +65,21 @@ def register_data_commands(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_stats)
 
 
-#: Functions that add command groups to the top-level parser, in order.
 def register_experiment_commands(subparsers: Any) -> None:
-    """Add ``experiment {list,run}`` (see :mod:`metarec.experiments.cli`)."""
+    """Add ``experiment {list,tune,run,when}`` (see :mod:`metarec.experiments.cli`)."""
     from metarec.experiments.cli import register_experiment_commands as register
 
     register(subparsers)
 
 
 def register_train_commands(subparsers: Any) -> None:
-    """Add ``train`` (one method, one device or a tf.distribute strategy; metarec.train)."""
+    """Add ``train`` (one method, one device or a tf.distribute strategy; :mod:`metarec.train`)."""
     from metarec.train import register_train_commands as register
 
     register(subparsers)
 
 
+#: Functions that add command groups to the top-level parser, in order.
 REGISTRARS: list[Registrar] = [register_data_commands, register_experiment_commands,
                                register_train_commands]
 

@@ -1,11 +1,17 @@
 """Meta-training under a ``tf.distribute.Strategy``: several GPUs, CPU devices or machines.
 
 Every meta-learner trains data-parallel with TensorFlow's own distribution engine; this module
-holds no communication code. One training step of a global meta-batch of ``T`` tasks is:
+holds no communication code and no training step, only what surrounds it: choosing the
+strategy (:func:`make_strategy`, :func:`resolve_strategy`, ``TF_CONFIG`` for several machines),
+checking that the variables are mirrored, and the input pipeline. The step itself is
+``MetaLearner.train_step``, which ``MetaLearner.fit`` runs through ``strategy.run`` on one device
+too (TensorFlow's default strategy), as Keras's trainer does. One training step of a global
+meta-batch of ``T`` tasks is:
 
 1. the ``T`` tasks are cut into ``R`` contiguous chunks, one per replica (``R`` =
    ``strategy.num_replicas_in_sync``), fed by ``strategy.distribute_datasets_from_function``
-   from a ``tf.data`` pipeline that prefetches the next meta-batch while this one trains;
+   from a ``tf.data`` pipeline that prefetches the next meta-batch while this one trains
+   (:func:`distribute_batches`);
 2. ``strategy.run`` makes each replica adapt its tasks and compute the meta-gradient of its
    chunk, weighted by its share ``w_r`` of the batch (its tasks over all tasks, or its rating
    rows for the pooled loss of :class:`~metarec.meta.FineTune`), so that the weighted chunk
@@ -13,6 +19,7 @@ holds no communication code. One training step of a global meta-batch of ``T`` t
 3. the Keras optimizer, called inside the replica context, all-reduces (sums) the gradients
    with the replica context's ``all_reduce`` and applies one update to the mirrored
    variables; ``strategy.reduce`` sums the weighted losses into the logged meta-loss.
+   A non-finite loss or gradient on any replica stops the step before the update.
 
 Per step a replica therefore *computes* ``T / R`` tasks times ``inner_steps`` inner gradient
 steps (and the outer gradient through them), and *communicates* one all-reduce of the outer
@@ -35,29 +42,33 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 
-from metarec.data.buckets import bucketed_batches
+# Strategy names accepted by make_strategy and ``python -m metarec train --strategy``: defined
+# beside the command line, which must not import TensorFlow.
+from metarec.train import STRATEGIES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from metarec.data.tasks import TaskBatch, TaskSet
-    from metarec.meta.base import MetaLearner
+    from metarec.data.tasks import TaskBatch
 
 __all__ = [
     "STRATEGIES",
-    "DistributedTrainer",
+    "check_created_in_scope",
     "communicated_bytes",
     "configure_logical_cpus",
+    "distribute_batches",
+    "is_chief",
+    "is_default_strategy",
     "make_strategy",
+    "resolve_strategy",
     "split_batch",
+    "steps_per_epoch",
 ]
 
-#: Strategy names accepted by :func:`make_strategy` and ``python -m metarec train --strategy``.
-STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 def configure_logical_cpus(n: int) -> None:
@@ -141,11 +152,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
 
 
-def communicated_bytes(learner: MetaLearner) -> int:
+def communicated_bytes(learner: Any) -> int:
     """Bytes all-reduced per training step: one gradient per trainable number.
 
-    The model's trainable variables plus the learner's own (Meta-SGD's learning rates). The
-    number does not depend on the meta-batch size nor on the inner steps.
+    ``learner`` is a built :class:`~metarec.meta.MetaLearner`: the model's trainable variables
+    plus the learner's own (Meta-SGD's learning rates). The number does not depend on the
+    meta-batch size nor on the inner steps.
     """
     variables = list(learner.model.trainable_variables) + list(learner.extra_variables)
     return int(sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables))
@@ -165,7 +177,8 @@ def split_batch(batch: TaskBatch, parts: int) -> list[tuple[Any, ...]]:
             for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _element_spec(batch: TaskBatch) -> tuple[Any, ...]:
+def element_spec(batch: TaskBatch) -> tuple[Any, ...]:
+    """The ``tf.TensorSpec`` structure of ``batch.as_tuple()`` with free task and length axes."""
     def spec(a: np.ndarray) -> tf.TensorSpec:
         # Task and padded-length axes vary from step to step (buckets, remainder batches).
         return tf.TensorSpec([None, None, *a.shape[2:]], tf.as_dtype(a.dtype))
@@ -179,151 +192,97 @@ def _tf_variable(v: Any) -> tf.Variable:
     return inner if isinstance(inner, tf.Variable) else v
 
 
-def _to_dense(g: Any) -> Any:
-    # Embedding gradients arrive as IndexedSlices; all-reduce them as the dense tensor they are.
-    return None if g is None else tf.convert_to_tensor(g)
+# ---------------------------------------------------------------------------- strategies
+def is_default_strategy(strategy: tf.distribute.Strategy) -> bool:
+    """True for TensorFlow's default strategy (one device, nothing mirrored).
 
-
-class DistributedTrainer:
-    """Runs a learner's training steps under ``strategy`` (used by ``MetaLearner.fit``).
-
-    Parameters
-    ----------
-    learner : MetaLearner
-        Compiled learner; its variables must be created under ``strategy.scope()`` (an
-        unbuilt model is built there by :meth:`build`).
-    strategy : tf.distribute.Strategy
-        The strategy; ``strategy.num_replicas_in_sync`` replicas share every meta-batch.
-    bucket : bool
-        Group tasks by support size so each meta-batch pads to its own longest support set
-        (:func:`metarec.data.buckets.bucketed_batches`).
+    ``tf.distribute`` names the default strategy only as what ``get_strategy()`` returns
+    outside every ``strategy.scope()``.
     """
-
-    def __init__(self, learner: MetaLearner, strategy: tf.distribute.Strategy,
-                 bucket: bool = False):
-        self.learner = learner
-        self.strategy = strategy
-        self.bucket = bool(bucket)
-        self.replicas = int(strategy.num_replicas_in_sync)
-        self._step = None
-
-    # ------------------------------------------------------------------ variables
-    def build(self, tasks: TaskSet) -> None:
-        """Create model, learner and optimizer variables under the strategy's scope."""
-        learner = self.learner
-        if learner.optimizer is None:
-            with self.strategy.scope():
-                learner.compile()
-        with self.strategy.scope():
-            learner._prepare(tasks.batch(np.arange(min(len(tasks), 2))))
-            variables = list(learner.model.trainable_variables) + learner.extra_variables
-            foreign = [v.path for v in variables + list(learner.model.non_trainable_variables)
-                       if not self.strategy.extended.variable_created_in_scope(_tf_variable(v))]
-            if foreign:
-                raise ValueError(
-                    f"{learner.display_name}: the variables {foreign[:3]} were created outside "
-                    f"the scope of {type(self.strategy).__name__}, so they are not mirrored. "
-                    "Create the model and the learner inside `with strategy.scope():` (or "
-                    "pass fit(strategy=...) a learner whose model is not built yet).")
-            owner = getattr(learner.optimizer, "_distribution_strategy", self.strategy)
-            if owner is not self.strategy:
-                raise ValueError(
-                    f"{learner.display_name}: the optimizer was created outside the scope of "
-                    f"{type(self.strategy).__name__}; call learner.compile(...) inside "
-                    "`with strategy.scope():`.")
-            if not learner.optimizer.built:
-                learner.optimizer.build(variables)
-
-    # ------------------------------------------------------------------ input pipeline
-    def _global_batches(self, tasks: TaskSet, batch_size: int, shuffle: bool,
-                        seed: int) -> Iterator[TaskBatch]:
-        if self.bucket and hasattr(tasks, "tasks"):  # a TaskStream buckets its own batches
-            batches = bucketed_batches(tasks, batch_size, shuffle=shuffle, seed=seed, multiple=8)
-        else:
-            batches = tasks.batches(batch_size, shuffle=shuffle, seed=seed)
-        for batch in batches:
-            # Every replica needs at least one task; a smaller last meta-batch is dropped.
-            if len(batch) >= self.replicas:
-                yield batch
-
-    def batches(self, tasks: TaskSet, batch_size: int, shuffle: bool = True,
-                seed: int = 0) -> Iterator[Any]:
-        """One epoch of distributed meta-batches (``PerReplica`` values), prefetched.
-
-        Every worker draws the same global meta-batches (same ``seed``) and its input
-        pipeline yields the chunks of its own replicas, in replica order.
-        """
-        if batch_size < self.replicas:
-            raise ValueError(f"batch_size={batch_size} is smaller than the "
-                             f"{self.replicas} replicas; every replica needs at least one task.")
-        spec = _element_spec(tasks.batch([0]))
-
-        def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-            local = self.replicas // ctx.num_input_pipelines
-            first = ctx.input_pipeline_id * local
-
-            def chunks() -> Iterator[tuple[Any, ...]]:
-                for batch in self._global_batches(tasks, batch_size, shuffle, seed):
-                    yield from split_batch(batch, self.replicas)[first:first + local]
-
-            data = tf.data.Dataset.from_generator(chunks, output_signature=spec)
-            return data.prefetch(tf.data.AUTOTUNE)
-
-        options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
-        dist = self.strategy.distribute_datasets_from_function(dataset_fn, options)
-        return iter(dist)
-
-    def steps_per_epoch(self, tasks: TaskSet, batch_size: int) -> int:
-        """Training steps of one epoch (the last meta-batch counts if it feeds every replica)."""
-        full, rest = divmod(len(tasks), batch_size)
-        return full + int(rest >= self.replicas)
-
-    # ------------------------------------------------------------------ training step
-    def _replica_step(self, batch: tuple[Any, ...]) -> tf.Tensor:
-        learner = self.learner
-        ctx = tf.distribute.get_replica_context()
-        local = learner._replica_share(batch)
-        weight = local / ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
-        variables = learner.model.trainable_variables
-        extra_vars = learner.extra_variables
-        theta = [tf.convert_to_tensor(v) for v in variables]
-        extra = [tf.convert_to_tensor(v) for v in extra_vars]
-        nt = [tf.convert_to_tensor(v) for v in learner.model.non_trainable_variables]
-        loss, grads, extra_grads = learner._meta_loss_and_grads(theta, extra, nt, batch)
-        pairs = [(_to_dense(g), v) for g, v in zip(grads, variables, strict=True)
-                 if g is not None]
-        pairs += [(_to_dense(g), v) for g, v in zip(extra_grads, extra_vars, strict=True)
-                  if g is not None]
-        # The weighted chunk gradients sum to the whole batch's gradient; the optimizer sums
-        # them over the replicas (replica context all-reduce) and applies one update.
-        scaled = [g * tf.cast(weight, g.dtype) for g, _ in pairs]
-        learner.optimizer.apply(scaled, [v for _, v in pairs])
-        return tf.cast(loss, tf.float32) * weight
-
-    def step(self, dist_batch: Any) -> tf.Tensor:
-        """One optimizer step on a distributed meta-batch; returns the global meta-loss."""
-        if self._step is None:
-            def step(inputs):
-                per_replica = self.strategy.run(self._replica_step, args=(inputs,))
-                return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-            self._step = tf.function(step, reduce_retracing=True)
-        return self._step(dist_batch)
+    return not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
 
 
-def resolve_strategy(strategy: tf.distribute.Strategy | None,
-                     learner: MetaLearner | None = None) -> tf.distribute.Strategy | None:
-    """The strategy ``fit`` trains under, or None (one device).
+def resolve_strategy(strategy: tf.distribute.Strategy | None = None,
+                     variables: Sequence[Any] = ()) -> tf.distribute.Strategy:
+    """The strategy ``fit`` trains under.
 
     ``strategy`` if given; else the strategy whose scope is active; else the strategy that
-    created the learner's (already built) variables, so that a learner built inside
-    ``strategy.scope()`` trains distributed when ``fit`` is called outside it.
+    created ``variables`` (a built model's), so that a learner built inside
+    ``strategy.scope()`` trains distributed when ``fit`` is called outside it; else
+    TensorFlow's default strategy (one device).
     """
     if strategy is not None:
         return strategy
     if tf.distribute.has_strategy():
         return tf.distribute.get_strategy()
-    built = learner.model.trainable_variables if learner is not None else []
-    if built and isinstance(_tf_variable(built[0]), tf.distribute.DistributedValues):
-        return _tf_variable(built[0]).distribute_strategy
-    return None
+    if variables and isinstance(_tf_variable(variables[0]), tf.distribute.DistributedValues):
+        return _tf_variable(variables[0]).distribute_strategy
+    return tf.distribute.get_strategy()
+
+
+def check_created_in_scope(strategy: tf.distribute.Strategy, variables: Sequence[Any],
+                           optimizer: Any, where: str) -> None:
+    """Refuse variables or an optimizer created outside ``strategy.scope()`` (not mirrored).
+
+    ``where`` names the caller in the message (e.g. ``"MAML"``).
+    """
+    foreign = [v.path for v in variables
+               if not strategy.extended.variable_created_in_scope(_tf_variable(v))]
+    if foreign:
+        raise ValueError(
+            f"{where}: the variables {foreign[:3]} were created outside the scope of "
+            f"{type(strategy).__name__}, so they are not mirrored. Create the model and the "
+            "learner inside `with strategy.scope():` (or pass fit(strategy=...) a learner "
+            "whose model is not built yet).")
+    owner = getattr(optimizer, "_distribution_strategy", strategy)
+    if owner is not strategy:
+        raise ValueError(
+            f"{where}: the optimizer was created outside the scope of "
+            f"{type(strategy).__name__}; call learner.compile(...) inside "
+            "`with strategy.scope():`.")
+
+
+# ---------------------------------------------------------------------------- input pipeline
+def steps_per_epoch(n_tasks: int, batch_size: int, replicas: int = 1) -> int:
+    """Training steps of one epoch: every meta-batch, the last one if it feeds every replica."""
+    full, rest = divmod(n_tasks, batch_size)
+    return full + int(rest >= replicas)
+
+
+def distribute_batches(strategy: tf.distribute.Strategy,
+                       make_batches: Callable[[], Iterable[TaskBatch]],
+                       sample: TaskBatch) -> Iterator[Any]:
+    """One epoch of meta-batches for ``strategy``, each cut into one chunk per replica.
+
+    ``make_batches()`` yields the epoch's global meta-batches (the same on every worker: same
+    seed); ``sample`` is any batch of the same tasks (its dtypes and trailing shapes give the
+    pipeline's element spec). Each worker's ``tf.data`` pipeline yields the chunks of its own
+    replicas, in replica order, prefetched; a last meta-batch with fewer tasks than replicas is
+    dropped. Yields ``PerReplica`` values for ``strategy.run``. An error raised by
+    ``make_batches`` (e.g. a bad task) is raised again here, with its own type and message,
+    after the batches before it.
+    """
+    replicas = int(strategy.num_replicas_in_sync)
+    spec = element_spec(sample)
+    failures: list[BaseException] = []
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        local = replicas // ctx.num_input_pipelines
+        first = ctx.input_pipeline_id * local
+
+        def chunks() -> Iterator[tuple[Any, ...]]:
+            try:
+                for batch in make_batches():
+                    # Every replica needs at least one task.
+                    if len(batch) >= replicas:
+                        yield from split_batch(batch, replicas)[first:first + local]
+            except Exception as err:  # tf.data would turn it into an opaque InvalidArgument
+                failures.append(err)
+
+        data = tf.data.Dataset.from_generator(chunks, output_signature=spec)
+        return data.prefetch(tf.data.AUTOTUNE)
+
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+    yield from strategy.distribute_datasets_from_function(dataset_fn, options)
+    if failures:
+        raise failures[0]

@@ -16,10 +16,18 @@ Examples::
                 "task": {"type": "worker", "index": 0}}' \\
         python -m metarec train maml --strategy multi-worker --out runs/maml-2hosts
 
-Training follows :func:`metarec.experiments.train_method` (early stopping on the validation
-users' MAE, the best epoch's weights restored); the model, learner and optimizer are created
-inside ``strategy.scope()``. With several workers, every worker runs the same command and only
-worker 0 writes files.
+Training is :func:`metarec.experiments.train_method`, the core of every study (early stopping
+on the validation users' MAE, the best epoch's weights restored), here with the model, learner
+and optimizer created inside ``strategy.scope()``; the files are stored with
+:mod:`metarec.experiments.store` (checked before training, written atomically, another run's
+files replaced only with ``--overwrite``). With several workers, every worker runs the same
+command and only worker 0 writes files.
+
+Why this module stands apart from :mod:`metarec.experiments`: a study loops over seeds and
+methods and writes tables of results; ``train`` trains *one* method once, on any number of
+devices or machines, and keeps the trained learner (to load with
+:func:`~metarec.meta.load_learner`, adapt to users, serve). It is the top-level command of that
+job, as :mod:`metarec.cli` is of ``data``.
 """
 
 from __future__ import annotations
@@ -28,14 +36,21 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUTPUT_FILES", "register_train_commands", "run_training"]
+from metarec.experiments.store import (
+    atomic_replace,
+    check_writable,
+    keep_previous,
+    write_frame,
+    write_text,
+)
 
-#: The names of metarec.distribute.STRATEGIES, repeated here so that building the command line
-#: (e.g. for ``python -m metarec data stats``) does not import TensorFlow.
+__all__ = ["OUTPUT_FILES", "STRATEGIES", "register_train_commands", "run_training"]
+
+#: Strategy names of ``--strategy`` and :func:`metarec.distribute.make_strategy` (which imports
+#: them from here: building the command line must not import TensorFlow).
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 #: What a run writes into its output folder.
@@ -99,41 +114,28 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
         strategy = distribute.make_strategy(strategy, devices=devices)
     else:
         name = type(strategy).__name__
-    import keras
+    import pandas as pd
 
     from metarec.experiments.methods import get_method
-    from metarec.experiments.runner import (
-        KeepBestWeights,
-        atomic_replace,
+    from metarec.experiments.training import (
         evaluate_scenarios,
         load_dataset,
         prepare,
+        train_method,
     )
 
     out = Path(out)
     chief = distribute.is_chief(strategy)
-    existing = [f for f in OUTPUT_FILES if (out / f).exists()]
-    if existing and not overwrite:
-        raise SystemExit(f"{out} already holds {', '.join(existing)} of another run; choose "
-                         "another --out or pass --overwrite to replace them.")
+    # Before any training: another run's files are replaced only with --overwrite, and the
+    # folder must be writable (only worker 0 writes).
+    keep_previous([out / f for f in OUTPUT_FILES], overwrite=overwrite, resumable=False)
+    if chief:
+        check_writable(out)
     recipe = get_method(method)
     data = prepare(load_dataset(dataset, seed=seed, path=data_path), seed)
-    with strategy.scope():  # mirrored model, learner and optimizer variables
-        learner = recipe.build(data.encoder.spec, seed=seed, global_mean=data.train_mean)
-    n_epochs = recipe.epochs if epochs is None or recipe.epochs == 0 else epochs
-    start = time.perf_counter()
-    history: dict[str, list[float]] = {}
-    if hasattr(learner.model, "fit_closed_form"):
-        learner.model.fit_closed_form(data.split.train, data.encoder)
-    if n_epochs > 0:
-        stop = keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=patience)
-        best = KeepBestWeights(learner)
-        history = learner.fit(data.tasks["train"], epochs=n_epochs, batch_size=batch_size,
-                              validation_tasks=data.tasks["validation"], callbacks=[stop, best],
-                              verbose=0, strategy=strategy, bucket=bucket).history
-    seconds = time.perf_counter() - start
-    import pandas as pd
-
+    learner, seconds = train_method(recipe, data, seed, epochs=epochs, batch_size=batch_size,
+                                    patience=patience, strategy=strategy, bucket=bucket)
+    history = learner.history.history if learner.history is not None else {}
     rows = evaluate_scenarios(learner, data, steps=recipe.test_steps)
     run = {"method": recipe.name, "dataset": data.dataset.name, "seed": seed,
            "strategy": name, "replicas": int(strategy.num_replicas_in_sync),
@@ -143,7 +145,6 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
            "user_cold_mae": next(r["mae"] for r in rows if r["scenario"] == "user_cold")}
     if not chief:
         return {**run, "wrote": False}
-    out.mkdir(parents=True, exist_ok=True)
     # The learner folder is saved beside its place, then swapped in: never half-written.
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".learner."))
     try:
@@ -156,7 +157,6 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
     frame = pd.DataFrame(history)
     frame.insert(0, "epoch", range(1, len(frame) + 1))
     atomic_replace(out / "history.csv", lambda p: frame.to_csv(p, index=False))
-    atomic_replace(out / "results.csv",
-                   lambda p: pd.DataFrame(rows).to_csv(p, index=False, float_format="%.6f"))
-    atomic_replace(out / "run.json", lambda p: Path(p).write_text(json.dumps(run, indent=1)))
+    write_frame(pd.DataFrame(rows), out / "results.csv")
+    write_text(out / "run.json", json.dumps(run, indent=1))
     return {**run, "wrote": True}

@@ -23,6 +23,10 @@ and Selenium (``requirements.txt``). Usage::
     python tools/browser_check.py [BUILD_DIR] [--screenshots DIR] [--width 1280] [PAGE ...]
 
 ``make browser-test`` runs it on the book built by ``make book``.
+
+The JavaScript that runs inside each page is in ``tools/browser_check/`` (``wait_for_page.js``,
+``inspect_page.js``); the link check, pure functions on the site's files, is
+``tools/link_check.py``. This module serves the site and drives the browser.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import base64
 import functools
 import http.server
 import json
-import re
 import shutil
 import sys
 import threading
@@ -41,11 +44,15 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
+
+# A sibling module of tools/ (on sys.path when this file runs as a script, and in the tests).
+from link_check import anchors, broken_links, redirect_target
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The JavaScript run inside each page (see :func:`script`).
+SCRIPTS = Path(__file__).resolve().parent / "browser_check"
 KINDS = ("raw-tex", "image", "too-wide", "console", "link", "page")
 # Pixels of slack before a width counts as overflow (sub-pixel layout rounding).
 SLACK_PX = 1
@@ -112,185 +119,17 @@ def serve(folder: Path) -> Iterator[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Anchors of every page, read from the HTML files (for the link check).
-
-
-class _IdCollector(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: set[str] = set()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for name, value in attrs:
-            if value and (name == "id" or (tag == "a" and name == "name")):
-                self.ids.add(value)
+# What runs inside the page.
 
 
 @functools.cache
-def anchors(path: Path) -> frozenset[str]:
-    """The ``id``s (and ``<a name>``s) of an HTML file."""
-    parser = _IdCollector()
-    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
-    return frozenset(parser.ids)
+def script(name: str) -> str:
+    """The JavaScript of ``tools/browser_check/NAME``, read once.
 
-
-def broken_links(site: Path, base_url: str, page: Path, hrefs: Iterable[str]) -> list[str]:
-    """The local links among ``hrefs`` (absolute URLs) whose file or anchor does not exist."""
-    base = urlsplit(base_url)
-    broken = []
-    for href in sorted(set(hrefs)):
-        url = urlsplit(href)
-        if url.scheme not in ("http", "https") or url.netloc != base.netloc:
-            continue  # external links (and mailto:, javascript:) are not checked offline
-        target = site / unquote(url.path).lstrip("/")
-        if url.path.endswith("/") or target.is_dir():
-            target = target / "index.html"
-        if not target.is_file():
-            broken.append(f"{_short(site, page, href, base_url)} (no such file)")
-            continue
-        fragment = unquote(url.fragment)
-        if fragment and target.suffix == ".html" and fragment not in anchors(target):
-            broken.append(f"{_short(site, page, href, base_url)} (no anchor #{fragment})")
-    return broken
-
-
-def _short(site: Path, page: Path, href: str, base_url: str) -> str:
-    return href[len(base_url):] if href.startswith(base_url) else href
-
-
-# --------------------------------------------------------------------------------------------
-# What runs inside the page.
-
-# Waits for MathJax's first typesetting pass and for every image to finish loading (or fail).
-WAIT_JS = """
-const done = arguments[arguments.length - 1];
-const waits = [];
-if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-  waits.push(MathJax.startup.promise.catch(() => null));
-}
-for (const img of document.images) {
-  img.loading = 'eager';
-  if (!img.complete) {
-    waits.push(new Promise(r => {
-      img.addEventListener('load', r);
-      img.addEventListener('error', r);
-    }));
-  }
-}
-const timeout = new Promise(r => setTimeout(r, 15000));
-Promise.race([Promise.all(waits), timeout]).then(() => done(true));
-"""
-
-# Returns {"tex": [...], "images": [...], "wide": [...], "links": [...]} for the current page.
-INSPECT_JS = r"""
-const SLACK = arguments[0];
-const column = document.querySelector('article.bd-article') || document.querySelector('main')
-  || document.body || document.documentElement;
-const colRect = column.getBoundingClientRect();
-
-function describe(el) {
-  let s = el.tagName.toLowerCase();
-  if (el.id) s += '#' + el.id;
-  const cls = (typeof el.className === 'string' ? el.className : '').trim().split(/\s+/)
-    .filter(c => c).slice(0, 3);
-  if (cls.length) s += '.' + cls.join('.');
-  const section = el.closest('section[id]');
-  if (section) s += ' in section #' + section.id;
-  // Array.from: slice whole characters, not UTF-16 halves of a maths letter
-  const raw = (el.innerText || el.getAttribute('alt') || '').replace(/\s+/g, ' ').trim();
-  const text = Array.from(raw);
-  if (text.length) s += ' "' + text.slice(0, 60).join('') + (text.length > 60 ? '...' : '') + '"';
-  return s;
-}
-
-function visible(el) {
-  const st = getComputedStyle(el);
-  return st.display !== 'none' && st.visibility !== 'hidden' && el.getClientRects().length > 0;
-}
-
-// 1. Math: every .math element rendered by MathJax, no MathJax error, no raw TeX in the text.
-const tex = [];
-for (const el of column.querySelectorAll('.math')) {
-  if (!el.querySelector('mjx-container') && !el.closest('mjx-container')) {
-    tex.push('math not typeset: ' + describe(el));
-  }
-}
-for (const el of column.querySelectorAll('mjx-merror, [data-mjx-error]')) {
-  tex.push('MathJax error ' + (el.getAttribute('data-mjx-error') || '') + ': ' + describe(el));
-}
-// The visible prose: code, outputs printed as text, and rendered math are skipped.
-const SKIP = 'pre, code, script, style, textarea, mjx-container, .math, .highlight, .MathJax';
-const walker = document.createTreeWalker(column, NodeFilter.SHOW_TEXT, {
-  acceptNode(node) {
-    const parent = node.parentElement;
-    if (!parent || parent.closest(SKIP) || !visible(parent)) return NodeFilter.FILTER_REJECT;
-    return NodeFilter.FILTER_ACCEPT;
-  }
-});
-const RAW = [
-  /\$\$[^$]+\$\$/, /\\\(.+?\\\)/, /\\\[.+?\\\]/, /\\begin\{/,
-  /\$[^$\s][^$\n]*?(\\[a-zA-Z]+|[_^{}])[^$\n]*?\$/,
-];
-let prose = '';
-for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-  prose += node.textContent + ' ';
-}
-prose = prose.replace(/\s+/g, ' ');
-for (const re of RAW) {
-  const m = prose.match(re);
-  if (m) {
-    const start = Math.max(0, m.index - 30);
-    tex.push('raw TeX in the text: "...' + prose.slice(start, m.index + m[0].length + 30)
-      + '..."');
-  }
-}
-
-// 2. Images that did not load.
-const images = [];
-const imageUrls = [];
-for (const img of document.images) {
-  if (!img.complete || img.naturalWidth === 0) {
-    images.push((img.getAttribute('src') || '').slice(0, 100) + ' (' + describe(img) + ')');
-    imageUrls.push(img.src);
-  }
-}
-
-// 3. Elements of the content column that are too wide for it.
-const wide = [];
-const seen = new Set();
-for (const el of column.querySelectorAll('*')) {
-  // MathJax's own parts (stretchy delimiters, ...) clip on purpose: check its container only.
-  if (!visible(el) || (el.parentElement && el.parentElement.closest('mjx-container'))) continue;
-  const st = getComputedStyle(el);
-  if (st.position === 'fixed') continue;
-  // (a) content hidden behind a horizontal scroll bar (or clipped) inside the element
-  // Only block boxes: an inline formula's box is a few pixels narrower than its glyphs.
-  const scrolls = ['auto', 'scroll', 'hidden', 'clip'].includes(st.overflowX)
-    && !st.display.startsWith('inline');
-  if (scrolls && el.clientWidth > 2 && el.scrollWidth > el.clientWidth + SLACK) {
-    if (![...seen].some(s => s.contains(el))) {
-      seen.add(el);
-      wide.push(describe(el) + ': content ' + el.scrollWidth + ' px wide in a box of '
-        + el.clientWidth + ' px');
-    }
-    continue;
-  }
-  // (b) the element sticks out of the content column
-  const r = el.getBoundingClientRect();
-  if (r.width > 0 && r.right > colRect.right + SLACK && ![...seen].some(s => s.contains(el))) {
-    seen.add(el);
-    wide.push(describe(el) + ': right edge at ' + Math.round(r.right)
-      + ' px, content column ends at ' + Math.round(colRect.right) + ' px ('
-      + Math.round(r.width) + ' px wide)');
-  }
-}
-
-// 4. Every link of the page, resolved to an absolute URL.
-const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
-
-// JSON: a large nested result is passed back more reliably as one string.
-return JSON.stringify({tex: tex, images: images, imageUrls: imageUrls, wide: wide, links: links});
-"""
+    ``wait_for_page.js`` (asynchronous: waits for MathJax and the images) and
+    ``inspect_page.js`` (returns the page's problems and links as JSON).
+    """
+    return (SCRIPTS / name).read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,23 +184,12 @@ def screenshot(driver, path: Path, width: int) -> list[Path]:
     return files
 
 
-REDIRECT = re.compile(
-    r"""<meta\s+http-equiv=["']?refresh["']?\s+content=["']?\d+\s*;\s*url=([^"'>\s]+)""", re.I)
-
-
-def redirect_target(page: Path) -> str | None:
-    """The URL a redirect-only page (``<meta http-equiv="refresh">``) sends the reader to."""
-    head = page.read_text(encoding="utf-8", errors="replace")[:2000]
-    match = REDIRECT.search(head)
-    return match.group(1) if match else None
-
-
 def check_page(driver, site: Path, base_url: str, page: Path) -> list[Problem]:
     """Load one page in ``driver`` and return its problems."""
     name = page.relative_to(site).as_posix()
     driver.get(base_url + name)
-    driver.execute_async_script(WAIT_JS)
-    found = json.loads(driver.execute_script(INSPECT_JS, SLACK_PX))
+    driver.execute_async_script(script("wait_for_page.js"))
+    found = json.loads(driver.execute_script(script("inspect_page.js"), SLACK_PX))
     problems = [Problem(name, "raw-tex", d) for d in found["tex"]]
     problems += [Problem(name, "image", f"image did not load: {d}") for d in found["images"]]
     problems += [Problem(name, "too-wide", d) for d in found["wide"]]

@@ -10,7 +10,8 @@ only some)::
 
     python tools/notebook_times.py [NOTEBOOK ...] [--file CONTRIBUTING.md] [--timeout 1800]
 
-The budget is ``BUDGET_S`` seconds per notebook on 2 CPU cores; tests/test_repo.py fails when the
+The budget is ``BUDGET_S`` seconds per notebook on 2 CPU cores; tests/book/test_repo.py fails
+when the
 table records a slower or failing notebook. Measure on a quiet machine.
 """
 

@@ -34,7 +34,7 @@ status() {
 import sys
 from metarec.experiments.grid import grid_cells
 from metarec.experiments.tuning import study_progress
-from metarec.experiments.fair import output_paths
+from metarec.experiments.grid_study import output_paths
 from pathlib import Path
 import pandas as pd
 out, name, trials = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])

@@ -25,7 +25,7 @@ from metarec.data.splits import ColdStartSplit, cold_start_split, scenario_tasks
 from metarec.data.synthetic import SyntheticTruth, make_synthetic
 
 # Last: tasks.py may import names defined above from this package.
-from metarec.data.tasks import Task, TaskBatch, TaskSet, build_tasks
+from metarec.data.tasks import Task, TaskBatch, TaskSet, TaskSource, build_tasks
 
 __all__ = [
     "DATASETS",
@@ -40,6 +40,7 @@ __all__ = [
     "Task",
     "TaskBatch",
     "TaskSet",
+    "TaskSource",
     "build_tasks",
     "check_dataset",
     "cold_start_split",

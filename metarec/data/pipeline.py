@@ -1,11 +1,11 @@
 """Task construction that scales to MovieLens-25M sizes, and meta-batches streamed by tf.data.
 
-:func:`~metarec.data.tasks.build_tasks` makes one Python :class:`Task` object per user and pads
-every task of the set to the longest one: fine for MovieLens 100K and 1M, but memory and time
-grow with users x longest task. :class:`TaskStream` keeps the same tasks (MeLU protocol: users
-with ``min_ratings..max_ratings`` ratings, ``n_query`` random query ratings, the rest support)
-as a few flat numpy arrays -- the rating rows of every task, in task order, and one offset per
-task (a CSR layout) -- and builds a padded meta-batch only when it is needed:
+:func:`~metarec.data.tasks.build_tasks` makes one Python :class:`~metarec.data.Task` object per
+user and pads every task of the set to the longest one: fine for MovieLens 100K and 1M, but
+memory and time grow with users x longest task. :class:`TaskStream` keeps the same tasks (MeLU
+protocol: users with ``min_ratings..max_ratings`` ratings, ``n_query`` random query ratings, the
+rest support) as a few flat numpy arrays -- the rating rows of every task, in task order, and
+one offset per task (a CSR layout) -- and builds a padded meta-batch only when it is needed:
 
 * construction is a stable sort by user plus a random key per rating (``O(N log N)``, in
   practice linear in the number of ratings ``N``); nothing per task is a Python object;
@@ -52,7 +52,7 @@ class TaskStream:
     def __init__(self, task_users: np.ndarray, offsets: np.ndarray, n_query: np.ndarray,
                  rows_item: np.ndarray, rows_rating: np.ndarray, user_tables: dict[str, Any],
                  item_tables: dict[str, Any], task_user_pos: np.ndarray, bucket: bool = True,
-                 n_buckets: int = 8):
+                 n_buckets: int = 8, encoder_fingerprint: str | None = None):
         self.task_users = task_users        # [T] raw user id of each task
         self.offsets = offsets              # [T + 1] rows of task t: offsets[t]:offsets[t + 1]
         self.n_query = n_query              # [T] the first n_query rows of a task are its query
@@ -63,6 +63,8 @@ class TaskStream:
         self.task_user_pos = task_user_pos  # [T] row of each task's user in the user tables
         self.bucket = bool(bucket)
         self.n_buckets = int(n_buckets)
+        #: Fingerprint of the FeatureEncoder of the tasks (see TaskSet.encoder_fingerprint).
+        self.encoder_fingerprint = encoder_fingerprint
         sizes = np.diff(offsets)
         self.n_support = sizes - n_query
         self.support_length = int(self.n_support.max(initial=0))
@@ -121,7 +123,8 @@ class TaskStream:
         return cls(task_users, offsets, np.full(len(starts), n_query, np.int64),
                    item_pos.astype(np.int32), ratings["rating"].to_numpy(np.float32)[rows],
                    user_tables, item_tables, np.arange(len(starts)), bucket=bucket,
-                   n_buckets=n_buckets)
+                   n_buckets=n_buckets,
+                   encoder_fingerprint=getattr(encoder, "fingerprint", None))
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -197,6 +200,14 @@ class TaskStream:
             if drop_remainder and len(idx) < batch_size:
                 continue
             yield self.batch(idx)
+
+    def training_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                         bucket: bool = False) -> Iterator[TaskBatch]:
+        """One epoch for ``MetaLearner.fit`` (the :class:`~metarec.data.TaskSource`
+        method): :meth:`batches`. A stream groups tasks by support size when it is built with
+        ``bucket=True`` (the default), so ``fit(bucket=...)`` leaves it as it is."""
+        del bucket  # decided when the stream was built
+        return self.batches(batch_size, shuffle=shuffle, seed=seed)
 
     def dataset(self, batch_size: int = 32, shuffle: bool = True, seed: int = 0,
                 prefetch: int | None = None):

@@ -22,8 +22,9 @@ Rules (all seeded by ``seed``; the same seed gives the same split):
 4. **Warm hold-out.** A meta-train user with ``n`` ratings on existing items is *warm-eligible*
    if ``min_ratings + warm_query <= n <= max_ratings``: after holding out ``warm_query`` ratings
    they still have ``>= min_ratings`` training ratings (so they remain a training task) and
-   their support + query fits the ``max_ratings`` bound of :func:`build_tasks`. For each
-   eligible user, ``warm_query`` ratings on existing items are drawn at random and held out.
+   their support + query fits the ``max_ratings`` bound of :func:`~metarec.data.build_tasks`.
+   For each eligible user, ``warm_query`` ratings on existing items are drawn at random and
+   held out.
 
 Parts (DataFrames with the ratings columns; the index is the row label in ``dataset.ratings``):
 
@@ -42,8 +43,8 @@ Parts (DataFrames with the ratings columns; the index is the row label in ``data
 Every rating of the dataset is in exactly one of ``train``, ``warm_query``, ``validation``,
 ``user_cold``, ``item_cold``, ``user_item_cold``, ``unused``; ``warm_support`` is a subset of
 ``train``. No new user and no new item ever appears in ``train`` or ``validation``. The split
-does not apply the MeLU ``min_ratings..max_ratings`` filter to the parts: :func:`build_tasks`
-does when it turns a part into tasks.
+does not apply the MeLU ``min_ratings..max_ratings`` filter to the parts:
+:func:`~metarec.data.build_tasks` does when it turns a part into tasks.
 """
 
 from __future__ import annotations
@@ -137,8 +138,8 @@ class ColdStartSplit:
         -------
         DataFrame indexed by part name, columns ``ratings``, ``users``, ``items``,
         ``task_users`` (users with ``min_ratings..max_ratings`` ratings in the part, i.e. the
-        tasks :func:`build_tasks` makes with default bounds; for the warm parts support + query
-        count) and ``description``.
+        tasks :func:`~metarec.data.build_tasks` makes with default bounds; for the warm parts
+        support + query count) and ``description``.
         """
         warm_counts = pd.concat([self.warm_support, self.warm_query])["user_id"].value_counts()
         rows = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -48,8 +48,9 @@ class Task:
     support_items, query_items : array of int64
         Raw item ids of the rows (to show titles, build top-k lists).
     encoder_fingerprint : str or None
-        :attr:`FeatureEncoder.fingerprint` of the encoder that encoded the features (None for
-        tasks built by hand): learners refuse tasks of another encoder with a clear message.
+        :attr:`~metarec.data.FeatureEncoder.fingerprint` of the encoder that encoded the
+        features (None for tasks built by hand): learners refuse tasks of another encoder
+        with a clear message.
     """
 
     user_id: int
@@ -108,6 +109,30 @@ def _pad_stack(parts: Sequence[np.ndarray], length: int) -> np.ndarray:
     for i, part in enumerate(parts):
         out[i, : len(part)] = part
     return out
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """What meta-training reads from a collection of tasks: :class:`TaskSet` or
+    :class:`~metarec.data.pipeline.TaskStream`.
+
+    ``MetaLearner.fit`` accepts any ``TaskSource``; evaluation needs a :class:`TaskSet` (the
+    tasks in their order, with their user ids).
+    """
+
+    #: Fingerprint of the FeatureEncoder that encoded the tasks, or None for hand-built ones.
+    encoder_fingerprint: str | None
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: Any = None) -> TaskBatch:
+        """The tasks at ``indices`` as one padded :class:`TaskBatch`."""
+        ...
+
+    def training_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                         bucket: bool = False) -> Iterator[TaskBatch]:
+        """One epoch of meta-batches for training (``bucket``: grouped by support size)."""
+        ...
 
 
 @dataclass
@@ -219,6 +244,21 @@ class TaskSet(Sequence[Task]):
             if drop_remainder and len(idx) < batch_size:
                 break
             yield self.batch(idx)
+
+    def training_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                         bucket: bool = False) -> Iterator[TaskBatch]:
+        """One epoch of meta-batches for ``MetaLearner.fit`` (the :class:`TaskSource` method).
+
+        ``bucket=False``: :meth:`batches`. ``bucket=True``: tasks grouped by support size, each
+        meta-batch padded to its own longest support set, lengths rounded up to a multiple of 8
+        (a handful of shapes, so few retraces of the compiled step); see
+        :func:`metarec.data.buckets.bucketed_batches`.
+        """
+        if not bucket:
+            return self.batches(batch_size, shuffle=shuffle, seed=seed)
+        from metarec.data.buckets import bucketed_batches  # lazy: buckets imports this module
+
+        return bucketed_batches(self, batch_size, shuffle=shuffle, seed=seed, multiple=8)
 
     def stats(self) -> dict[str, float]:
         """Number of tasks and support/query size summaries."""

@@ -1,4 +1,8 @@
-"""``python -m metarec experiment {list,tune,run,when}``: tune and run benchmarks from the shell."""
+"""``python -m metarec experiment {list,tune,run,noise,when}``: benchmarks from the shell.
+
+Building the parser imports nothing heavy (``--help`` and argument errors answer at once):
+every command handler imports the study it runs, and TensorFlow with it, when it is called.
+"""
 
 from __future__ import annotations
 
@@ -80,19 +84,20 @@ def register_experiment_commands(subparsers: Any) -> None:
 
     p = commands.add_parser(
         "when", help="chapter 9's controlled experiments on synthetic data",
-        description="Tune and run the synthetic experiments of metarec.experiments.when "
+        description="Tune and run the synthetic experiments of metarec.experiments.when_study "
                     "(heterogeneity x support size, features, training users, ANIL, cost); "
-                    "writes OUT/when.* and OUT/when-tuning/.")
+                    "writes OUT/when/ (per point: results, tuned configurations, Optuna "
+                    "studies).")
     p.add_argument("--points", nargs="+", help="run only these points (default: all)")
-    p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
-    p.add_argument("--trials", type=int, default=None,
+    p.add_argument("--seeds", type=at_least(0), nargs="+", help="override the seeds")
+    p.add_argument("--trials", type=at_least(1), default=None,
                    help="finished Optuna trials per (point, scheme)")
     p.add_argument("--resume", action="store_true",
                    help="keep finished (point, seed) results and tuned points; run the others")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in OUT")
     p.add_argument("--no-cost", action="store_true", help="skip the adaptation-cost table")
     p.add_argument("--out", default="results", help="results folder (default: results)")
-    p.add_argument("--threads", type=int, help="TensorFlow threads")
+    p.add_argument("--threads", type=at_least(1), help="TensorFlow threads")
     p.set_defaults(func=_cmd_when)
 
 
@@ -116,7 +121,9 @@ def _set_threads(n: int | None) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from metarec.experiments import BENCHMARKS, METHODS, grid_cells
+    from metarec.experiments.benchmarks import BENCHMARKS
+    from metarec.experiments.grid import grid_cells
+    from metarec.experiments.methods import METHODS
 
     print("benchmarks:")
     for name, cfg in BENCHMARKS.items():
@@ -132,7 +139,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _benchmark(name: str):
-    from metarec.experiments import BENCHMARKS
+    from metarec.experiments.benchmarks import BENCHMARKS
 
     if name not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)} "
@@ -143,8 +150,9 @@ def _benchmark(name: str):
 def _cmd_tune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from metarec.experiments import grid_cells, prepare_benchmark, tune_grid
-    from metarec.experiments.tuning import TUNING_SEED, configs_path
+    from metarec.experiments.benchmarks import prepare_benchmark
+    from metarec.experiments.grid import grid_cells
+    from metarec.experiments.tuning import TUNING_SEED, configs_path, tune_grid
 
     config = _benchmark(args.name)
     if not config.grid:
@@ -176,7 +184,8 @@ def _data_changes(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from metarec.experiments import run_experiment, run_grid, summary_table
+    from metarec.experiments.grid_study import run_grid
+    from metarec.experiments.recipe_study import run_experiment, summary_table
 
     config = _benchmark(args.name)
     changes = {k: v for k, v in {"seeds": args.seeds, "methods": args.methods,
@@ -218,7 +227,7 @@ def _cmd_noise(args: argparse.Namespace) -> int:
 
 
 def _cmd_when(args: argparse.Namespace) -> int:
-    from metarec.experiments import when
+    from metarec.experiments import when_study as when
 
     _set_threads(args.threads)
     paths = when.run_when(args.out, points=args.points,

@@ -50,8 +50,8 @@ def _measure(config: dict) -> dict:
     if "first_order" in config:
         learner.first_order = config["first_order"]
     keras.utils.set_random_seed(0)
-    tensors = learner._prepare(batch)
-    step = learner._train_step_fn()
+    tensors = learner.prepare(batch)
+    step = learner.make_train_function()
     for _ in range(2):
         step(tensors)
     start = time.perf_counter()

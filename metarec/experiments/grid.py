@@ -13,8 +13,8 @@ MAML is model-agnostic, so the question "does meta-learning help?" is asked per 
 Every cell is adapted to a test user the same way: ``test_steps`` gradient steps (0 to
 :data:`MAX_TEST_STEPS`, chosen on the validation users) on the cell's adapted variables (one of
 the model's :data:`ADAPT_SETS`) with its inner learning rate (Meta-SGD: its learned rates). The
-search space of each scheme is :func:`suggest_method`; every cell gets the same number of
-Optuna trials (:mod:`metarec.experiments.tuning`).
+search space of each scheme is :data:`SEARCH_SPACE` (sampled by :func:`suggest_params`); every
+cell gets the same number of Optuna trials (:mod:`metarec.experiments.tuning`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ the outer rate lives in the optimizer's ``learning_rate`` variable, and :class:`
 makes the inner rate a variable too. So a learner of an earlier trial with the same structure
 is reset to exactly the state :meth:`~metarec.experiments.methods.Method.build` gives a fresh
 one (the seed's initial weights, fresh optimizer slots, the new rates, Meta-SGD's rates
-refilled) and trained again, with its compiled graphs. ``tests/test_fair.py`` checks that a
-reused learner gives bit-identical validation curves to a freshly built one.
+refilled) and trained again, with its compiled graphs. ``tests/experiments/test_fair.py``
+checks that a reused learner gives bit-identical validation curves to a freshly built one.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _structure(method: Method, seed: int, global_mean: float | None) -> tuple:
 
 
 class LearnerPool:
-    """Hand out learners for :func:`~metarec.experiments.runner.train_method`, reusing graphs.
+    """Hand out learners for :func:`~metarec.experiments.training.train_method`, reusing graphs.
 
     ``pool.get(method, spec, seed, global_mean)`` returns a learner in the state
     ``method.build(spec, seed=seed, global_mean=global_mean)`` would return: the first time a
@@ -101,7 +101,8 @@ def _rate_variable(learner: MetaLearner) -> tf.Variable | None:
                         "inner update; build a fresh learner per trial for it.")
     rate = tf.Variable(learner.inner_lr, dtype=tf.float32, trainable=False, name="inner_lr")
 
-    def inner_update(fast: list[tf.Tensor], grads: list[tf.Tensor]) -> list[tf.Tensor]:
+    def inner_update(fast: list[tf.Tensor], grads: list[tf.Tensor],
+                     extra: Any = ()) -> list[tf.Tensor]:
         # MetaLearner._inner_update with the rate read from the variable: the same float32
         # product as with the Python float, which the graph would embed as a constant.
         return [w - rate * g for w, g in zip(fast, grads, strict=True)]
@@ -116,9 +117,12 @@ def _reset(entry: _Entry, method: Method, seed: int) -> None:
     keras.utils.set_random_seed(seed)  # as build() does: the same global random state
     for var, value in zip(learner.model.weights, entry.weights, strict=True):
         var.assign(value)
-    learner.inner_lr = float(method.inner_lr)
     if entry.inner_rate is not None:
         entry.inner_rate.assign(method.inner_lr)
+    # Setting ``learner.inner_lr`` would drop the compiled functions (they may have captured
+    # the old value); these read the rate from ``inner_rate`` (or Meta-SGD's variables), so
+    # only the attribute that messages and get_config show is updated, bypassing that guard.
+    learner.__dict__["inner_lr"] = float(method.inner_lr)
     if isinstance(learner, MetaSGD) and learner.extra_variables:
         for alpha in learner.extra_variables:  # as MetaSGD._build_extra fills them
             alpha.assign(tf.fill(alpha.shape, tf.constant(method.inner_lr, alpha.dtype)))

@@ -6,7 +6,7 @@ tuned again with other tuner seeds (``python -m metarec experiment tune NAME --t
 same search space, same budget, same data and training seed; only the sampler's seed differs,
 :func:`~metarec.experiments.tuning.sampler_seed`). Tuner seed 0 is the grid's own study.
 Each tuner seed's choice is then trained and evaluated over the benchmark's seeds with the
-grid runner (:func:`~metarec.experiments.fair.run_grid`, unchanged), and the test MAE of every
+grid runner (:func:`~metarec.experiments.grid_study.run_grid`, unchanged), and the test MAE of every
 (cell, tuner seed, seed, scenario, test user) is written to
 ``<benchmark>.tuning-noise.csv.gz``. The spread across tuner seeds, seeds and users held
 fixed, is the **noise floor** of the protocol (:func:`noise_summary`; the verdict's
@@ -30,9 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from metarec.experiments.fair import output_paths, run_grid, write_frame
+from metarec.experiments.benchmarks import ExperimentConfig
 from metarec.experiments.grid import Cell
-from metarec.experiments.runner import ExperimentConfig
+from metarec.experiments.grid_study import output_paths, run_grid
+from metarec.experiments.store import write_frame
 from metarec.experiments.tuning import configs_path, load_configs
 
 #: Cells re-tuned for the noise study: the MeLU network (conventional, MAML, the MeLU recipe:

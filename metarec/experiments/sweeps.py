@@ -1,4 +1,9 @@
-"""Sweeps over one knob of a trained learner: support-set size and test-time inner steps."""
+"""Sweeps over one knob of a trained learner: support-set size and test-time inner steps.
+
+The task sets of the support-size sweep come from
+:func:`~metarec.experiments.training.support_size_tasks`, the ones the grid and "when" studies
+score too.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from metarec.data import TaskSet, build_tasks
-from metarec.experiments.runner import METRICS, PreparedData
+from metarec.experiments.training import METRICS, PreparedData, support_size_tasks
 from metarec.meta import MetaLearner
 
-_PARTS = {"user_cold": "user_cold", "item_cold": "item_cold",
-          "user_item_cold": "user_item_cold"}
-
-
-def support_size_tasks(data: PreparedData, sizes: Sequence[int],
-                       scenario: str = "user_cold", seed: int = 0,
-                       n_query: int = 10) -> dict[int, TaskSet]:
-    """The task sets of :func:`support_size_sweep`: one per size, same users and query sets."""
-    if scenario not in _PARTS:
-        raise ValueError(f"support_size_sweep: scenario must be one of {sorted(_PARTS)}.")
-    ratings = getattr(data.split, _PARTS[scenario])
-    out = {}
-    for n in sizes:
-        tasks = build_tasks(ratings, data.encoder, min_ratings=max(sizes) + n_query,
-                            max_ratings=100, n_query=n_query, support_size=n, seed=seed)
-        if len(tasks) == 0:
-            raise ValueError(f"No {scenario} user has {max(sizes) + n_query} ratings; "
-                             "use smaller sizes.")
-        out[int(n)] = tasks
-    return out
+__all__ = ["inner_steps_sweep", "support_size_sweep", "support_size_tasks"]
 
 
 def support_size_sweep(learner: MetaLearner, data: PreparedData, sizes: Sequence[int],

@@ -58,7 +58,8 @@ from metarec.experiments.grid import (
     suggest_params,
 )
 from metarec.experiments.learner_pool import LearnerPool
-from metarec.experiments.runner import PreparedData, _atomic_write, train_method
+from metarec.experiments.store import write_text as _atomic_write
+from metarec.experiments.training import PreparedData, train_method
 
 #: Seed of the split used for tuning (its validation users choose every configuration).
 TUNING_SEED = 0

@@ -1,7 +1,10 @@
 """Meta-learners for recommendation, on any Keras model.
 
-All learners share one API (:class:`MetaLearner`): ``compile``, ``fit``, ``evaluate``,
-``adapt`` and ``save`` / :func:`load_learner`.
+All learners share one API (:class:`MetaLearner`): ``compile``, ``fit`` (one
+``train_step`` per meta-batch, on one device or under a ``tf.distribute`` strategy),
+``evaluate``, ``adapt`` and ``save`` / :func:`load_learner`. A new learner class subclasses
+:class:`MetaLearner` (or MAML) and is decorated with :func:`register_learner` so that
+:func:`load_learner` finds it.
 
 ============== =====================================================================
 ``MAML``       second-order MAML (``first_order=True`` for the approximation)
@@ -13,11 +16,14 @@ All learners share one API (:class:`MetaLearner`): ``compile``, ``fit``, ``evalu
 ============== =====================================================================
 """
 
-from metarec.meta.base import AdaptedModel, MetaLearner, load_learner, masked_mse
+from metarec.meta.adaptation import AdaptedModel
+from metarec.meta.base import MetaLearner
 from metarec.meta.finetune import FineTune
+from metarec.meta.losses import masked_mse
 from metarec.meta.maml import FOMAML, MAML, MeLU
 from metarec.meta.metasgd import MetaSGD
 from metarec.meta.reptile import Reptile
+from metarec.meta.saving import load_learner, register_learner
 
 __all__ = [
     "AdaptedModel",
@@ -30,4 +36,5 @@ __all__ = [
     "Reptile",
     "load_learner",
     "masked_mse",
+    "register_learner",
 ]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from metarec.meta.base import MetaLearner, masked_mse, register_learner
+from metarec.meta.base import MetaLearner
+from metarec.meta.losses import masked_mse
+from metarec.meta.saving import register_learner
 
 
 @register_learner

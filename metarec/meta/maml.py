@@ -21,7 +21,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from metarec.meta.base import AdaptSpec, MetaLearner, register_learner
+from metarec.meta.base import AdaptSpec, MetaLearner
+from metarec.meta.core import TracedHyperParameter
+from metarec.meta.saving import register_learner
 
 
 @register_learner
@@ -51,12 +53,14 @@ class MAML(MetaLearner):
     """
 
     display_name = "MAML"
+    first_order = TracedHyperParameter(lambda where, v: bool(v),
+                                       "Drop the second-order terms (first-order MAML).")
 
     def __init__(self, model: keras.Model, inner_lr: float = 0.01, inner_steps: int = 1,
                  first_order: bool = False, adapt: AdaptSpec = "all", **kwargs: Any):
         super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, adapt=adapt,
                          **kwargs)
-        self.first_order = bool(first_order)
+        self.first_order = first_order
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "first_order": self.first_order}
@@ -65,20 +69,19 @@ class MAML(MetaLearner):
         with tf.GradientTape() as tape:
             tape.watch(theta)
             tape.watch(extra)
-            self._extra_values = extra  # Meta-SGD reads its learning rates from here
             fast0, frozen = self._split(theta)
 
             def query_loss_after_adaptation(task):
                 sx, sy, sm, qx, qy, qm = task
+                # extra (Meta-SGD's rates) is watched: the meta-gradient reaches it too.
                 fast, nt_i = self._adapt_task(list(fast0), frozen, nt, sx, sy, sm,
                                               self.inner_steps,
-                                              create_graph=not self.first_order)
+                                              create_graph=not self.first_order, extra=extra)
                 loss, _ = self._task_loss(fast, frozen, nt_i, qx, qy, qm)
                 return loss
 
             meta_loss = tf.reduce_mean(self._map_tasks(query_loss_after_adaptation, batch))
         grads = tape.gradient(meta_loss, list(theta) + list(extra))
-        self._extra_values = None
         return meta_loss, grads[: len(theta)], grads[len(theta):]
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from metarec.meta.base import register_learner
 from metarec.meta.maml import MAML
+from metarec.meta.saving import register_learner
 
 
 @register_learner
@@ -28,7 +28,6 @@ class MetaSGD(MAML):
             keras.Variable(tf.fill(v.shape, tf.constant(self.inner_lr, v.dtype)), name=f"alpha_{i}")
             for i, v in enumerate(self.adapted_variables)
         ]
-        self._extra_values = None
 
     @property
     def extra_variables(self) -> list:
@@ -39,8 +38,7 @@ class MetaSGD(MAML):
         """The learned per-parameter inner learning rates."""
         return self.extra_variables
 
-    def _inner_update(self, fast, grads):
-        # Inside a training step the rates are watched tensors (so they get gradients);
-        # elsewhere the current variable values.
-        alphas = self._extra_values if self._extra_values is not None else self._alphas
-        return [w - a * g for w, a, g in zip(fast, alphas, grads, strict=True)]
+    def _inner_update(self, fast, grads, extra):
+        # extra = the rates: watched tensors in a training step (so they get gradients),
+        # the variables' current values elsewhere.
+        return [w - a * g for w, a, g in zip(fast, extra, grads, strict=True)]

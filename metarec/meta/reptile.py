@@ -23,7 +23,8 @@ import keras
 import tensorflow as tf
 
 from metarec._validate import check_positive
-from metarec.meta.base import AdaptSpec, MetaLearner, register_learner
+from metarec.meta.base import AdaptSpec, MetaLearner
+from metarec.meta.saving import register_learner
 
 
 @register_learner
@@ -72,7 +73,7 @@ class Reptile(MetaLearner):
         def adapted_minus_phi(task):
             x_i, y_i, m_i = task
             w_i, nt_i = self._adapt_task(list(phi), frozen, nt, x_i, y_i, m_i,
-                                         self.inner_steps, create_graph=False)
+                                         self.inner_steps, create_graph=False, extra=extra)
             loss, _ = self._task_loss(w_i, frozen, nt_i, x_i, y_i, m_i)
             return [w - p for w, p in zip(w_i, phi, strict=True)], loss
 

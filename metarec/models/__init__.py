@@ -54,14 +54,12 @@ from metarec.models.metaemb import FeatureEmbeddingMF, hide_item_ids
 from metarec.models.mf import BiasedMF, IdEmbedding
 from metarec.models.neumf import NeuMF
 from metarec.models.registry import MODELS, build_model
-from metarec.models.spec import FeatureSpec
 from metarec.models.wide_deep import WideAndDeep
 
 __all__ = [
     "MODELS",
     "BiasedMF",
     "FeatureEmbeddingMF",
-    "FeatureSpec",
     "GlobalMean",
     "IdEmbedding",
     "ItemMean",

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
+from metarec.data.features import FeatureSpec
 from metarec.data.tasks import Task, TaskSet
-from metarec.models.spec import FeatureSpec, spec_from_config, spec_to_config
+from metarec.models.spec import spec_from_config, spec_to_config
 
 __all__ = ["GlobalMean", "ItemMean", "popular_items"]
 

@@ -22,9 +22,10 @@ import numpy as np
 from keras import ops
 from sklearn.linear_model import Ridge
 
+from metarec.data.features import FeatureSpec
 from metarec.data.tasks import Task, TaskSet
 from metarec.models.baselines import _SpecModel
-from metarec.models.spec import FeatureSpec, spec_from_config
+from metarec.models.spec import spec_from_config
 
 __all__ = ["UserLinear", "fit_user_ridge", "item_design", "ridge_predict_tasks"]
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from metarec.data.features import FeatureSpec
 from metarec.models.baselines import _SpecModel
 from metarec.models.mf import IdEmbedding
-from metarec.models.spec import FeatureSpec
 
 
 @keras.saving.register_keras_serializable(package="metarec")

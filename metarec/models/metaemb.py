@@ -28,10 +28,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from metarec.data.features import FeatureSpec
 from metarec.data.tasks import Task, TaskSet
 from metarec.models.baselines import _SpecModel
 from metarec.models.mf import IdEmbedding
-from metarec.models.spec import FeatureSpec, spec_from_config
+from metarec.models.spec import spec_from_config
 
 __all__ = ["FeatureEmbeddingMF", "hide_item_ids"]
 

@@ -26,8 +26,9 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from metarec.data.features import FeatureSpec
 from metarec.models.baselines import _SpecModel
-from metarec.models.spec import FeatureSpec, spec_from_config
+from metarec.models.spec import spec_from_config
 
 __all__ = ["BiasedMF", "IdEmbedding"]
 

@@ -6,12 +6,13 @@ from typing import Any
 
 import keras
 
+from metarec.data.features import FeatureSpec
 from metarec.models.baselines import GlobalMean, ItemMean
 from metarec.models.linear import UserLinear
 from metarec.models.melu import MeLUNetwork, MeLUWithIds
 from metarec.models.mf import BiasedMF
 from metarec.models.neumf import NeuMF
-from metarec.models.spec import FeatureSpec, spec_from_config
+from metarec.models.spec import spec_from_config
 from metarec.models.wide_deep import WideAndDeep
 
 __all__ = ["MODELS", "build_model"]

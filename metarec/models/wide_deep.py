@@ -23,10 +23,10 @@ import keras
 from keras import layers, ops
 
 from metarec.data.dataset import USER_FEATURES
-from metarec.data.features import ITEM_FEATURES
+from metarec.data.features import ITEM_FEATURES, FeatureSpec
 from metarec.models.baselines import _SpecModel
 from metarec.models.mf import IdEmbedding
-from metarec.models.spec import FeatureSpec, spec_from_config
+from metarec.models.spec import spec_from_config
 
 __all__ = ["WideAndDeep"]
 

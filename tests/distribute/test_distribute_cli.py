@@ -14,14 +14,15 @@ import pytest
 
 from metarec.train import OUTPUT_FILES, STRATEGIES, run_training
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_train_command_same_files_one_and_two_devices_and_reload(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.pop("TF_CONFIG", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "distribute_train_check.py"),
+    script = ROOT / "tests" / "scripts" / "distribute_train_check.py"
+    proc = subprocess.run([sys.executable, str(script),
                            str(tmp_path)], env=env, capture_output=True, text=True,
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -48,7 +49,7 @@ def test_train_command_same_files_one_and_two_devices_and_reload(tmp_path):
 
 def test_train_refuses_to_replace_another_run(tmp_path):
     (tmp_path / "results.csv").write_text("mine\n")
-    with pytest.raises(SystemExit, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="--overwrite"):
         run_training("fomaml", tmp_path, dataset="synthetic", epochs=1)
     assert (tmp_path / "results.csv").read_text() == "mine\n"
 

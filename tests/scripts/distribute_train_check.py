@@ -1,7 +1,8 @@
 """``python -m metarec train`` on one device and on 2 logical CPU devices, then reloading.
 
-Run by tests/test_distribute_cli.py in a subprocess (logical devices must be configured before
-TensorFlow initialises): ``python tests/distribute_train_check.py OUT_DIR``. Writes
+Run by tests/distribute/test_distribute_cli.py in a subprocess (logical devices must be
+configured before
+TensorFlow initialises): ``python tests/scripts/distribute_train_check.py OUT_DIR``. Writes
 OUT_DIR/check.json with the reloaded learners' user-cold MAE.
 """
 
@@ -25,7 +26,7 @@ def main(out: Path) -> int:
     assert cli([*common, "--strategy", "mirrored", "--devices", "2", "--out",
                 str(out / "two")]) == 0
 
-    from metarec.experiments.runner import load_dataset, prepare
+    from metarec.experiments import load_dataset, prepare
     from metarec.meta import load_learner
 
     data = prepare(load_dataset("synthetic", seed=1), 1)

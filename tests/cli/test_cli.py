@@ -15,7 +15,7 @@ from metarec import cli
 from metarec.data import cache as cache_module
 from metarec.data import dataset_stats, make_synthetic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_stats_ml100k(ml100k, capsys):

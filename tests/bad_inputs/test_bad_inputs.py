@@ -8,7 +8,7 @@ construction and loaders in ``test_bad_inputs_properties.py``.
 
 ``book/api.md`` shows the table of :func:`summary_table` (what each category of bad input
 gets); ``test_docs_table_is_current`` fails when it is stale. Regenerate it with
-``PYTHONPATH=. python tests/test_bad_inputs.py``.
+``PYTHONPATH=. python tests/bad_inputs/test_bad_inputs.py``.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from metarec.data import FeatureEncoder, build_tasks, cold_start_split, make_syn
 from metarec.data.errors import DataError
 from metarec.data.movielens import read_movielens
 from metarec.data.tasks import Task, TaskSet
-from metarec.experiments import ExperimentConfig, get_method, run_experiment
-from metarec.experiments import runner as runner_module
-from metarec.experiments.runner import KeepBestWeights
+from metarec.experiments import ExperimentConfig, KeepBestWeights, get_method, run_experiment
+from metarec.experiments import recipe_study as recipe_study_module
+from metarec.experiments.guarded import evaluate_steps_guarded
 from metarec.meta import MAML, MetaSGD, Reptile, load_learner
 from metarec.metrics import ndcg_at_k, task_metrics
 from metarec.models import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"n_users": 120, "n_items": 80, "ratings_per_user": (15, 40)}
 
 
@@ -176,9 +176,9 @@ CASES: list[Case] = [
     Case("fit, evaluate, adapt arguments", "evaluate_steps(max_steps=-2)",
          lambda w: w["learner"].evaluate_steps(w["train"], -2), ValueError,
          "max_steps must be an integer >= 0"),
-    Case("fit, evaluate, adapt arguments", "evaluate_steps(clip=(5, 1))",
-         lambda w: w["learner"].evaluate_steps(w["train"], 1, clip=(5, 1)), ValueError,
-         "clip must be (low, high) with low < high"),
+    Case("fit, evaluate, adapt arguments", "evaluate_steps_guarded(clip=(5, 1))",
+         lambda w: evaluate_steps_guarded(w["learner"], w["train"], 1, clip=(5, 1)),
+         ValueError, "clip must be (low, high) with low < high"),
     Case("fit, evaluate, adapt arguments", "adapt(steps=-1)",
          lambda w: w["learner"].adapt(w["train"][0], steps=-1), ValueError,
          "steps must be an integer >= 0"),
@@ -417,8 +417,8 @@ def _fail_on(monkeypatch, name):
         return [{"scenario": s, "n_tasks": 1, "mae": 1.0, "rmse": 1.0, "ndcg@1": 0.5,
                  "ndcg@3": 0.5} for s in scenarios]
 
-    monkeypatch.setattr(runner_module, "train_method", train)
-    monkeypatch.setattr(runner_module, "evaluate_scenarios", evaluate)
+    monkeypatch.setattr(recipe_study_module, "train_method", train)
+    monkeypatch.setattr(recipe_study_module, "evaluate_scenarios", evaluate)
     return calls
 
 
@@ -545,7 +545,8 @@ def test_task_metrics_give_no_ndcg_for_negative_ratings():
 def test_docs_table_is_current():
     text = (ROOT / "book" / "api.md").read_text()
     assert summary_table() in text, ("book/api.md's table of bad inputs is stale; regenerate "
-                                     "it with `PYTHONPATH=. python tests/test_bad_inputs.py`")
+                                     "it with `PYTHONPATH=. python "
+                                     "tests/bad_inputs/test_bad_inputs.py`")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 from metarec.cli import main as cli_main
 from metarec.data import make_synthetic
 from metarec.experiments import (
+    BENCHMARKS,
     METHODS,
     METRICS,
     SCENARIOS,
@@ -106,9 +107,6 @@ def test_cli_lists_and_runs(tmp_path, capsys, monkeypatch):
     assert cli_main(["experiment", "list"]) == 0
     out = capsys.readouterr().out
     assert "melu-ml100k" in out and "melu5_paper" in out
-    monkeypatch.setitem(
-        __import__("metarec.experiments.runner", fromlist=["BENCHMARKS"]).BENCHMARKS,
-        "tiny", _config(methods=("popularity",)),
-    )
+    monkeypatch.setitem(BENCHMARKS, "tiny", _config(methods=("popularity",)))
     assert cli_main(["experiment", "run", "tiny", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "tiny.csv").exists() and (tmp_path / "tiny.md").exists()

@@ -1,4 +1,7 @@
-"""Controlled experiments on synthetic data: when does meta-learning help? (chapter 9's data).
+"""The "when" study: controlled experiments on synthetic data -- when does meta-learning help?
+
+Chapter 9's data, from ``python -m metarec experiment when``. The book imports this module as
+``from metarec.experiments import when`` (``when`` is another name of this module).
 
 Every experiment compares, on one base model, the tuned conventional model + fine-tuning with
 MAML and Meta-SGD, under the protocol of the fair benchmark (``metarec.experiments.grid``):
@@ -6,7 +9,7 @@ MAML and Meta-SGD, under the protocol of the fair benchmark (``metarec.experimen
 1. For every *point* (one setting of the generator :func:`metarec.data.make_synthetic`), each
    scheme is tuned with the same Optuna budget (:data:`N_TRIALS` finished trials, the first one
    hand-set, objective: validation users' MAE at the best of 0..10 test-time steps, seed 0;
-   studies in ``<out>/when-tuning/<model>.db``, resumable).
+   studies in ``<out>/when/<point>-tuning/<model>.db``, resumable).
 2. Each tuned scheme is trained for every seed of :data:`SEEDS` (the seed draws the data set,
    the split, the initialisation and the training order).
 3. Test users (new users, existing items) are evaluated with support sets of 1, 2, 3, 5, 10
@@ -19,10 +22,10 @@ informative features are (``informative``) and the fraction of training users ke
 (``train_fraction``); :data:`AXES` lists the points of each curve. :data:`ANIL_POINT` adds
 MAML adapting only the decision layers ("head", ANIL) against all weights.
 
-Files (``<out>/when.*``), written after every (point, seed) so a killed run resumes:
-``when.users.csv.gz`` per-user MAE, ``when.curves.csv`` mean MAE against test-time steps,
-``when.runs.csv`` training time and epochs, ``when.configs.json`` chosen configurations,
-``when.cost.csv`` the cost of personalising one new user.
+Files (in ``<out>/when/``, one set per point, written after every (point, seed) so a killed
+run resumes): ``<point>.users.csv.gz`` per-user MAE, ``<point>.curves.csv`` mean MAE against
+test-time steps, ``<point>.runs.csv`` training time and epochs, ``<point>.configs.json`` chosen
+configurations; ``cost.csv`` the cost of personalising one new user.
 """
 
 from __future__ import annotations
@@ -39,14 +42,22 @@ import numpy as np
 import pandas as pd
 
 from metarec.data import TaskSet, build_tasks, make_synthetic
-from metarec.experiments.fair import evaluate_groups, write_frame
-from metarec.experiments.grid import ADAPT_SETS, MAX_TEST_STEPS, PATIENCE, Cell, cell_method
-from metarec.experiments.runner import (
-    PreparedData,
-    atomic_replace,
+from metarec.experiments.grid import ADAPT_SETS, Cell
+from metarec.experiments.store import (
     check_writable,
+    keep_previous,
+    progress_bar,
+    write_frame,
+    write_text,
+)
+from metarec.experiments.training import (
+    SUPPORT_SIZES,
+    PreparedData,
+    epochs_run,
+    evaluate_groups,
     prepare,
-    train_method,
+    support_size_tasks,
+    train_tuned,
 )
 from metarec.experiments.tuning import TUNING_SEED, tune_cell
 
@@ -63,7 +74,7 @@ SEEDS = (0, 1, 2, 3, 4)
 N_TRIALS = 3
 #: Cap on (meta-)training epochs (early stopping on validation MAE usually stops sooner).
 EPOCHS = 10
-SUPPORT_SIZES = (1, 2, 3, 5, 10, 20)
+#: Query ratings per test user (support sizes: :data:`SUPPORT_SIZES`, those of chapter 8).
 N_QUERY = 10
 #: Size of every synthetic data set (other generator settings: the defaults or the point's).
 BASE = {"n_users": 400, "n_items": 250, "ratings_per_user": (20, 60)}
@@ -138,11 +149,9 @@ def support_groups(data: PreparedData, seed: int) -> dict[str, TaskSet]:
     size ``n`` is the first ``n`` of one seeded random order of the user's other ratings.
     """
     groups = {}
-    for part, ratings in (("val", data.split.validation), ("test", data.split.user_cold)):
-        for n in SUPPORT_SIZES:
-            groups[f"{part}_{n}"] = build_tasks(
-                ratings, data.encoder, min_ratings=max(SUPPORT_SIZES) + N_QUERY,
-                max_ratings=100, n_query=N_QUERY, support_size=n, seed=seed)
+    for part, scenario in (("val", "validation"), ("test", "user_cold")):
+        sizes = support_size_tasks(data, SUPPORT_SIZES, scenario, seed, n_query=N_QUERY)
+        groups.update({f"{part}_{n}": tasks for n, tasks in sizes.items()})
     return groups
 
 
@@ -198,8 +207,7 @@ def run_variant(point: str, configs: dict[str, Any], seed: int, model: str, labe
     scale = (float(ratings.min()), float(ratings.max()))
     cell = dict(((m, s), c) for m, s, c in variants(point))[(model, label)]
     cfg = configs[f"{model}/{label}"]
-    method = cell_method(cell, cfg["params"], test_steps=cfg["test_steps"])
-    learner, seconds = train_method(method, data, seed, epochs=EPOCHS, patience=PATIENCE)
+    _, learner, seconds = train_tuned(cell, cfg, data, seed, epochs=EPOCHS)
     table = evaluate_groups(learner, groups, scale)
     table["part"] = table["group"].str.split("_").str[0]
     table["support_size"] = table["group"].str.split("_").str[1].astype(int)
@@ -214,7 +222,7 @@ def run_variant(point: str, configs: dict[str, Any], seed: int, model: str, labe
             **ident, support_size=n, steps=steps))
         curves.append(mean.loc[("test", n)].reset_index().assign(**ident, support_size=n))
     run = {**ident, "train_seconds": seconds, "adapt": cfg["params"]["adapt"],
-           "epochs": len(learner.history.history["loss"]) if learner.history else 0}
+           "epochs": epochs_run(learner)}
     order = ["point", "seed", "model", "scheme", "support_size"]
     users_df = pd.concat(users, ignore_index=True)[order + ["user_id", "steps", "mae",
                                                            "diverged"]]
@@ -254,10 +262,8 @@ def adaptation_cost(point: str, configs: dict[str, Any], seed: int = 0,
                        n_query=N_QUERY, support_size=10, seed=seed)
     rows = []
     for model, label in [(MODEL, "finetune"), (MODEL, "maml"), (REFERENCE, "finetune")]:
-        cfg = configs[f"{model}/{label}"]
-        cell = Cell(model, label)
-        method = cell_method(cell, cfg["params"], test_steps=cfg["test_steps"])
-        learner, seconds = train_method(method, data, seed, epochs=EPOCHS, patience=PATIENCE)
+        _, learner, seconds = train_tuned(Cell(model, label), configs[f"{model}/{label}"],
+                                          data, seed, epochs=EPOCHS)
         for k in steps:
             # Compiled adaptation + prediction of the query, one user per call (what a
             # service runs); the first call per k builds the graph and is not timed.
@@ -363,33 +369,27 @@ def run_when(out_dir: str | Path, *, points: Sequence[str] | None = None,
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"Duplicate seeds {list(seeds)}: every seed must be distinct.")
     check_writable(Path(out_dir) / BENCHMARK)  # before any tuning or training
-    for name in names:
-        existing = [p for p in paths(out_dir, name).values() if p.exists()]
-        if existing and not (resume or overwrite):
-            raise FileExistsError(
-                f"{', '.join(map(str, existing))} already exist(s). Pass --resume to continue "
-                "that run, --overwrite to replace it, or choose another --out folder.")
-    from metarec.experiments.runner import _progress
-
+    # Every point's earlier files are continued, replaced or refused before anything runs.
+    keep = {name: keep_previous(paths(out_dir, name).values(), resume=resume,
+                                overwrite=overwrite) for name in names}
     written: list[Path] = []
-    bar = _progress(len(names) * len(seeds), enabled=progress)
+    bar = progress_bar(len(names) * len(seeds), enabled=progress)
     for name in names:
         files = paths(out_dir, name)
-        keep = resume and not overwrite
         if overwrite:
             for path in files.values():
                 path.unlink(missing_ok=True)
             shutil.rmtree(Path(out_dir) / BENCHMARK / f"{name}-tuning", ignore_errors=True)
-        if keep and files["configs"].exists():
+        if keep[name] and files["configs"].exists():
             configs = json.loads(files["configs"].read_text())
         else:
             bar.set_description(f"tune {name}")
             configs = {"point": name, "n_trials": n_trials, "epochs": EPOCHS,
                        "runs": tune_point(name, out_dir, n_trials=n_trials, resume=resume)}
-            atomic_replace(files["configs"],
-                           lambda tmp, c=configs: Path(tmp).write_text(json.dumps(c, indent=1)))
-        frames = {k: [_read(files[k])] if keep else [] for k in ("users", "curves", "runs")}
-        done = set(frames["runs"][0]["seed"]) if keep and not frames["runs"][0].empty else set()
+            write_text(files["configs"], json.dumps(configs, indent=1))
+        frames = {k: [_read(files[k])] if keep[name] else [] for k in ("users", "curves", "runs")}
+        done = (set(frames["runs"][0]["seed"]) if keep[name] and not frames["runs"][0].empty
+                else set())
         for seed in seeds:
             if seed in done:
                 bar.update(1)

@@ -1,7 +1,8 @@
-"""Exactness of distributed meta-training: run by tests/test_distribute.py in a subprocess.
+"""Exactness of distributed meta-training: run by tests/distribute/test_distribute.py in a
+subprocess.
 
-    python tests/distribute_check.py mirrored OUT.json            # 2 logical CPU devices
-    TF_CONFIG=... python tests/distribute_check.py multi-worker OUT.json   # one per worker
+    python tests/scripts/distribute_check.py mirrored OUT.json            # 2 logical CPU devices
+    TF_CONFIG=... python tests/scripts/distribute_check.py multi-worker OUT.json   # one per worker
 
 For each learner (MAML second order, FOMAML, Reptile, Meta-SGD, MeLU, FineTune) one training
 step on a global meta-batch of 5 tasks (split 2 + 3 over the two replicas) is taken under the
@@ -57,9 +58,8 @@ def main(mode: str, out: str, learners: tuple[str, ...] = LEARNERS) -> int:
         tick = time.perf_counter()
         with strategy.scope():
             learner = make(name)
+        learner.build(tasks, strategy)  # mirrored model, Meta-SGD's rates, optimizer slots
         # One meta-batch of all 5 tasks, not shuffled: the same batch on both sides.
-        trainer = distribute.DistributedTrainer(learner, strategy)
-        trainer.build(tasks)
         start = [v.numpy().copy() for v in variables(learner)]
         # MeLU: no strategy= and outside the scope; fit finds the learner's own strategy.
         history = learner.fit(tasks, epochs=1, batch_size=5, shuffle=False, verbose=0,
@@ -67,7 +67,7 @@ def main(mode: str, out: str, learners: tuple[str, ...] = LEARNERS) -> int:
         after = [v.numpy() for v in variables(learner)]
 
         reference = make(name)  # outside the scope: plain variables, one device
-        reference._prepare(tasks.batch([0]))
+        reference.prepare(tasks.batch([0]))
         for var, value in zip(variables(reference), start, strict=True):
             var.assign(value)
         ref_history = reference.fit(tasks, epochs=1, batch_size=5, shuffle=False, verbose=0)

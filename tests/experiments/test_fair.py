@@ -31,6 +31,7 @@ from metarec.experiments import (
     train_method,
 )
 from metarec.experiments import grid as grid_module
+from metarec.experiments.guarded import evaluate_steps_guarded
 from metarec.experiments.stats import cell_summary, paired_differences, t_interval
 from metarec.experiments.tuning import tune_cell, tuning_view
 from metarec.models import build_model
@@ -281,9 +282,9 @@ def test_diverging_adaptation_is_reported_not_hidden(data):
     learner, _ = train_method(method, data, seed=0)
     with pytest.raises(ValueError, match="NaN or infinite after"):
         learner.evaluate_steps(data.tasks["user_cold"], 10)
-    curve = learner.evaluate_steps(data.tasks["user_cold"], 10, diverged="nan")
+    curve = evaluate_steps_guarded(learner, data.tasks["user_cold"], 10, diverged="nan")
     assert np.isfinite(curve.loc[0, "mae"]) and np.isnan(curve.loc[10, "mae"])
-    per_user = learner.evaluate_steps(data.tasks["user_cold"], 10, per_task=True,
+    per_user = evaluate_steps_guarded(learner, data.tasks["user_cold"], 10, per_task=True,
                                       diverged="nan")
     assert per_user.query("steps == 10")["mae"].isna().all()
     assert per_user.query("steps == 0")["mae"].notna().all()
@@ -293,7 +294,7 @@ def test_guarded_scoring_clips_and_falls_back(data):
     method = cell_method(Cell("item_mean", "finetune"),
                          {"inner_lr": 1e4, "outer_lr": 0.001, "adapt": "user"})
     learner, _ = train_method(method, data, seed=0)
-    table = learner.evaluate_steps(data.tasks["user_cold"], 10, per_task=True,
+    table = evaluate_steps_guarded(learner, data.tasks["user_cold"], 10, per_task=True,
                                    diverged="fallback", clip=(1.0, 5.0))
     at0 = table.query("steps == 0").reset_index(drop=True)
     at10 = table.query("steps == 10").reset_index(drop=True)
@@ -302,16 +303,16 @@ def test_guarded_scoring_clips_and_falls_back(data):
     # A diverged user is scored with the un-adapted predictions: the same metrics as 0 steps.
     np.testing.assert_allclose(at10.loc[flagged, "mae"], at0.loc[flagged, "mae"])
     assert at10["mae"].notna().all()
-    clipped = learner.evaluate_steps(data.tasks["user_cold"], 1, per_task=True,
+    clipped = evaluate_steps_guarded(learner, data.tasks["user_cold"], 1, per_task=True,
                                      clip=(1.0, 5.0))
     assert clipped["mae"].max() <= 4.0 + 1e-9  # no prediction outside the 1..5 scale
 
 
 def test_cli_tunes_and_runs_a_grid(tmp_path, monkeypatch, capsys):
     from metarec.cli import main as cli_main
-    from metarec.experiments import runner
+    from metarec.experiments import BENCHMARKS
 
-    monkeypatch.setitem(runner.BENCHMARKS, "tiny-grid", ExperimentConfig(
+    monkeypatch.setitem(BENCHMARKS, "tiny-grid", ExperimentConfig(
         "tiny-grid", dataset="synthetic", grid=True, seeds=(0,), synthetic_kwargs=SMALL))
     out = str(tmp_path)
     args = ["experiment", "tune", "tiny-grid", "--out", out, "--trials", "2",
@@ -362,8 +363,11 @@ def test_a_reused_learner_gives_the_numbers_of_a_fresh_one(data, name, first, se
     pool = LearnerPool()
     spec, mean = data.encoder.spec, data.train_mean
     _, _, used = trial(second, pool.get(cell_method(Cell.parse(name), second), spec, 0, mean))
+    compiled = dict(used._compiled)
     reused = pool.get(cell_method(Cell.parse(name), first), spec, 0, mean)
     assert reused is used and (pool.hits, pool.misses) == (1, 1)
+    # The reset keeps the compiled functions (the point of the pool): nothing is retraced.
+    assert compiled and all(reused._compiled.get(k) is f for k, f in compiled.items())
     mae, curve, _ = trial(first, reused)
     assert mae == fresh_mae  # bit-identical, not just close
     pd.testing.assert_frame_equal(curve, fresh_curve, check_exact=True)
@@ -461,10 +465,10 @@ def test_grid_tuning_counts_complete_and_pruned_trials(data, tmp_path, monkeypat
 
 def test_noise_study_trains_each_tuner_seeds_choice(tmp_path, monkeypatch, capsys):
     from metarec.cli import main as cli_main
-    from metarec.experiments import runner
+    from metarec.experiments import BENCHMARKS
     from metarec.experiments.noise import noise_summary
 
-    monkeypatch.setitem(runner.BENCHMARKS, "tiny-grid", ExperimentConfig(
+    monkeypatch.setitem(BENCHMARKS, "tiny-grid", ExperimentConfig(
         "tiny-grid", dataset="synthetic", grid=True, seeds=(0, 1), synthetic_kwargs=SMALL))
     out = str(tmp_path)
     cells = ["item_mean/finetune", "item_mean/maml"]

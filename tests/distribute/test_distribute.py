@@ -1,6 +1,7 @@
 """Distributed meta-training (metarec.distribute) and bucketing by support size.
 
-The exactness checks run tests/distribute_check.py in subprocesses: 2 logical CPU devices for
+The exactness checks run tests/scripts/distribute_check.py in subprocesses: 2 logical CPU devices
+for
 MirroredStrategy, 2 worker processes on localhost ports for MultiWorkerMirroredStrategy. One
 step under the strategy must give the single-device step's weights to float32 tolerance.
 """
@@ -20,8 +21,8 @@ import pytest
 from metarec.data import FeatureEncoder, build_tasks, make_synthetic
 from metarec.data.buckets import bucket_ids, bucketed_batches, padding_cost, trim_batch
 
-ROOT = Path(__file__).resolve().parent.parent
-CHECK = ROOT / "tests" / "distribute_check.py"
+ROOT = Path(__file__).resolve().parents[2]
+CHECK = ROOT / "tests" / "scripts" / "distribute_check.py"
 # Bounds for a busy 2-core machine; a hung collective must not hang the suite.
 MIRRORED_TIMEOUT = 900
 WORKERS_TIMEOUT = 900

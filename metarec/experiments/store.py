@@ -1,0 +1,157 @@
+"""Results files of a study: how they are written, and what happens to an earlier run's files.
+
+Every study (:mod:`~metarec.experiments.recipe_study`, :mod:`~metarec.experiments.grid_study`,
+:mod:`~metarec.experiments.when_study`) and ``python -m metarec train`` store their results
+through this module, so they all keep the same promises (CONTRIBUTING.md, "Never lose a
+user's file"):
+
+* :func:`~metarec.experiments.check_writable`: the output folder is checked *before* any
+  training, so an unwritable ``--out`` costs seconds, not hours;
+* :func:`~metarec.experiments.atomic_replace` (and :func:`~metarec.experiments.write_text`,
+  :func:`~metarec.experiments.write_frame`): a file is written to a temporary file beside it
+  and renamed, so it is never half-written, even when the process is killed;
+* :func:`~metarec.experiments.keep_previous`: the resume/overwrite policy. Files of an earlier
+  run are continued only with ``resume`` (``--resume``), replaced only with ``overwrite``
+  (``--overwrite``), and otherwise refused with a ``FileExistsError`` before anything runs;
+* ``progress_bar``: the bar over a study's (seed, method or cell) jobs.
+
+Example
+-------
+::
+
+    files = [out / "mine.csv", out / "mine.run.json"]
+    check_writable(out)                      # OSError now, not after training
+    if keep_previous(files, resume=resume, overwrite=overwrite):
+        rows = pd.read_csv(files[0])         # continue the earlier run
+    ...
+    write_frame(pd.DataFrame(rows), files[0])  # after every finished job
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "atomic_replace",
+    "check_writable",
+    "keep_previous",
+    "progress_bar",
+    "write_frame",
+    "write_text",
+]
+
+
+def check_writable(out_dir: str | Path) -> None:
+    """Create ``out_dir`` if needed and check a file can be written there (before training).
+
+    Raises ``OSError`` naming the folder and the fix (another ``--out``).
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise OSError(f"Cannot write results into {out_dir}: {err.strerror or err}. Choose "
+                      "another --out folder (nothing was trained).") from None
+
+
+def atomic_replace(path: str | Path, write: Callable[[str], None]) -> None:
+    """Create ``path`` by ``write(temporary path)`` then a rename: never a half-written file.
+
+    The temporary file lies in ``path``'s folder (a rename across file systems would not be
+    atomic). If ``write`` raises, or the process is interrupted, the temporary file is removed
+    and ``path`` keeps its earlier contents. The file gets the permissions of a normally
+    created one (the user's umask), not the temporary file's 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_replace`)."""
+    atomic_replace(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write ``frame`` as CSV (gzip if the name ends in ``.gz``) atomically, floats as ``%.6f``.
+
+    The same results give the same bytes: no index column, six decimals, and neither a
+    timestamp nor a file name (the temporary file's, random) in the gzip header.
+    """
+    path = Path(path)
+    if path.suffix == ".gz":
+        data = gzip.compress(frame.to_csv(index=False, float_format="%.6f").encode(), mtime=0)
+        atomic_replace(path, lambda tmp: Path(tmp).write_bytes(data))
+    else:
+        atomic_replace(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6f"))
+
+
+def keep_previous(files: Iterable[str | Path], *, resume: bool = False,
+                  overwrite: bool = False, resumable: bool = True) -> bool:
+    """The resume/overwrite policy: whether to continue the earlier run whose ``files`` exist.
+
+    ``files`` are the results files a run writes. Returns True when the run must keep and
+    continue them (``resume`` and some exist), False when it starts afresh (none exists, or
+    ``overwrite``: the caller replaces them). Raises before anything runs:
+
+    * ``ValueError`` if both ``resume`` and ``overwrite`` are set;
+    * ``FileExistsError`` if some exist and neither is set, naming the files and the flags
+      (``--resume`` only when the run is ``resumable``).
+    """
+    if resume and overwrite:
+        raise ValueError("Pass --resume (resume=True: continue the run in the output folder) "
+                         "or --overwrite (overwrite=True: replace it), not both.")
+    existing = [Path(p) for p in files if Path(p).exists()]
+    if not existing or overwrite:
+        return False
+    if resume and resumable:
+        return True
+    again = ("Pass --resume (resume=True) to continue that run, --overwrite (overwrite=True) "
+             "to replace it," if resumable else
+             "Pass --overwrite (overwrite=True) to replace it")
+    raise FileExistsError(
+        f"{', '.join(str(p) for p in existing)} already exist(s), maybe the results of "
+        f"another run. {again} or choose another --out folder.")
+
+
+class _NoBar:
+    """The progress bar's interface, doing nothing (``progress=False``)."""
+
+    def update(self, n: int = 1) -> None: ...
+    def set_description(self, text: str) -> None: ...
+    def set_postfix_str(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def progress_bar(total: int, enabled: bool = True) -> Any:
+    """A text progress bar over ``total`` jobs on stdout (tqdm), or a silent stand-in.
+
+    Both have ``update(n)``, ``set_description(text)``, ``set_postfix_str(text)`` and
+    ``close()``.
+    """
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stdout, ascii=True, unit="run")
