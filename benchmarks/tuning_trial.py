@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _instrumented(learner_cls, timings: dict) -> tuple:
     """Wrap ``evaluate`` and the training step of ``learner_cls`` to record their times."""
-    orig_eval, orig_step = learner_cls.evaluate, learner_cls._train_step_fn
+    orig_eval, orig_step = learner_cls.evaluate, learner_cls.make_train_function
 
     def evaluate(self, *args, **kwargs):
         start = time.perf_counter()
@@ -40,8 +40,8 @@ def _instrumented(learner_cls, timings: dict) -> tuple:
         timings["val"].append(time.perf_counter() - start)
         return out
 
-    def train_step_fn(self):
-        step = orig_step(self)
+    def train_step_fn(self, *args, **kwargs):
+        step = orig_step(self, *args, **kwargs)
 
         def timed(*args):
             start = time.perf_counter()
@@ -50,7 +50,7 @@ def _instrumented(learner_cls, timings: dict) -> tuple:
             return loss
         return timed
 
-    learner_cls.evaluate, learner_cls._train_step_fn = evaluate, train_step_fn
+    learner_cls.evaluate, learner_cls.make_train_function = evaluate, train_step_fn
     return orig_eval, orig_step
 
 
@@ -83,7 +83,7 @@ def measure(cell_name: str, data, pool, epochs: int | None, params: dict | None 
         curve = time.perf_counter() - start
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
-        MetaLearner.evaluate, MetaLearner._train_step_fn = saved
+        MetaLearner.evaluate, MetaLearner.make_train_function = saved
     n_epochs = len(learner.history.history["loss"]) if learner.history else 0
     steps = timings["steps"]
     typical = float(np.median(steps[1:])) if len(steps) > 1 else 0.0
