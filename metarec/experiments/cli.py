@@ -1,4 +1,4 @@
-"""``python -m metarec experiment {list,tune,run,when}``: tune and run benchmarks from the shell.
+"""``python -m metarec experiment {list,tune,run,noise,when}``: benchmarks from the shell.
 
 Building the parser imports nothing heavy (``--help`` and argument errors answer at once):
 every command handler imports the study it runs, and TensorFlow with it, when it is called.
@@ -17,7 +17,8 @@ def register_experiment_commands(subparsers: Any) -> None:
     """Add ``experiment {list,tune,run}`` to the top-level command line."""
     exp = subparsers.add_parser("experiment", help="tune and run a named benchmark",
                                 description="Tune and run a named benchmark; write its results.")
-    commands = exp.add_subparsers(dest="experiment_command", metavar="{list,tune,run,when}",
+    commands = exp.add_subparsers(dest="experiment_command",
+                                  metavar="{list,tune,run,noise,when}",
                                   required=True)
     p = commands.add_parser("list", help="list the benchmarks, methods and grid cells")
     p.set_defaults(func=_cmd_list)
@@ -33,8 +34,34 @@ def register_experiment_commands(subparsers: Any) -> None:
     p.add_argument("--schemes", nargs="+", help="tune only these schemes")
     p.add_argument("--resume", action="store_true",
                    help="continue studies that already have trials")
+    p.add_argument("--tuner-seed", type=at_least(0), default=0,
+                   help="seed of the TPE sampler (default 0: the grid's studies); another "
+                        "seed tunes into its own studies and NAME.tunerK.configs.json, for "
+                        "the tuning-noise study")
+    p.add_argument("--pruner", choices=("median", "sha"), default="median",
+                   help="median rule (default) or successive halving over epochs (see "
+                        "metarec.experiments.tuning.PRUNERS)")
     _data_options(p)
     p.set_defaults(func=_cmd_tune)
+
+    p = commands.add_parser(
+        "noise", help="train the tuning-noise study's choices over the seeds",
+        description="Train every tuner seed's chosen configuration of the noise cells over the "
+                    "benchmark's seeds (tune them first with `experiment tune NAME "
+                    "--tuner-seed K`); writes OUT/NAME.tuning-noise.csv.gz (per user) and "
+                    "OUT/NAME-noise/ (metarec.experiments.noise).")
+    p.add_argument("name", help="grid benchmark name (see `experiment list`)")
+    p.add_argument("--tuner-seeds", type=at_least(0), nargs="+", default=[0, 1, 2],
+                   help="tuner seeds to train (default: 0 1 2; 0 is the grid's own study)")
+    p.add_argument("--cells", nargs="+", help="cells (model/scheme; default: the noise cells "
+                   "melu/finetune melu/maml melu/melu item_mean/finetune item_mean/maml)")
+    p.add_argument("--seeds", type=at_least(0), nargs="+", help="override the seeds")
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished (tuner seed, seed, cell) runs and run only the others")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier noise run in OUT")
+    _data_options(p)
+    p.set_defaults(func=_cmd_noise)
 
     p = commands.add_parser("run", help="run a benchmark; writes its results files into OUT")
     p.add_argument("name", help="benchmark name (see `experiment list`)")
@@ -125,7 +152,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     from metarec.experiments.benchmarks import prepare_benchmark
     from metarec.experiments.grid import grid_cells
-    from metarec.experiments.tuning import TUNING_SEED, tune_grid
+    from metarec.experiments.tuning import TUNING_SEED, configs_path, tune_grid
 
     config = _benchmark(args.name)
     if not config.grid:
@@ -136,8 +163,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     cells = grid_cells(args.models, args.schemes)
     data = prepare_benchmark(config, TUNING_SEED)
     configs = tune_grid(data, Path(args.out), config.name,
-                        n_trials=args.trials or config.n_trials, cells=cells, resume=args.resume)
-    print(f"wrote {Path(args.out) / (config.name + '.configs.json')} ({len(configs)} cells)")
+                        n_trials=args.trials or config.n_trials, cells=cells, resume=args.resume,
+                        tuner_seed=args.tuner_seed, pruner=args.pruner)
+    print(f"wrote {configs_path(args.out, config.name, args.tuner_seed)} ({len(configs)} cells)")
     for name, cfg in configs.items():
         print(f"  {name:22s} val MAE {cfg['val_mae']:.4f}  {cfg['n_trials']} trials "
               f"({cfg['n_pruned']} pruned)  {cfg['tuning_seconds'] / 60:.1f} min")
@@ -175,6 +203,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     results = run_experiment(config, out_dir=out, resume=args.resume, overwrite=args.overwrite)
     print(summary_table(results, ["mae", "ndcg@3"]).to_markdown())
     print(f"wrote {out / (config.name + '.csv')} and .md")
+    return 0
+
+
+def _cmd_noise(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from metarec.experiments.noise import NOISE_CELLS, noise_path, noise_summary, run_noise
+
+    config = _benchmark(args.name)
+    if not config.grid:
+        print(f"{args.name} is not a grid benchmark; `noise` needs one (see `experiment list`).")
+        return 2
+    changes = {} if args.seeds is None else {"seeds": tuple(args.seeds)}
+    config = replace(config, **changes, **_data_changes(args))
+    _set_threads(args.threads)
+    table = run_noise(config, args.out, tuner_seeds=args.tuner_seeds,
+                      cells=args.cells or NOISE_CELLS, resume=args.resume,
+                      overwrite=args.overwrite)
+    print(f"wrote {noise_path(args.out, config.name)} ({len(table)} rows)")
+    print(noise_summary(table).to_string(index=False, float_format="%.4f"))
     return 0
 
 

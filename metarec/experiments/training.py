@@ -155,8 +155,8 @@ def train_method(method: Method | str, data: PreparedData, seed: int, *,
                  epochs: int | None = None, batch_size: int = 32, patience: int = 3,
                  verbose: int = 0,
                  callbacks: Sequence[keras.callbacks.Callback] = (),
-                 strategy: Any = None, bucket: bool = False
-                 ) -> tuple[MetaLearner, float]:
+                 strategy: Any = None, bucket: bool = False,
+                 learner: MetaLearner | None = None) -> tuple[MetaLearner, float]:
     """Build and train one method; returns the learner and the training time in seconds.
 
     Training stops early when the validation users' MAE has not improved for ``patience``
@@ -169,12 +169,21 @@ def train_method(method: Method | str, data: PreparedData, seed: int, *,
     ``strategy`` (a ``tf.distribute.Strategy``): the model, learner and optimizer are created
     in its scope and every meta-batch is split over its replicas (:mod:`metarec.distribute`);
     ``bucket`` groups tasks by support size (:meth:`~metarec.meta.MetaLearner.fit`).
+
+    ``learner``: an untrained learner in the state ``method.build(spec, seed=seed,
+    global_mean=data.train_mean)`` returns (the tuner passes a reset one whose graphs are
+    already compiled, :class:`~metarec.experiments.learner_pool.LearnerPool`); default:
+    built here.
     """
     method = get_method(method) if isinstance(method, str) else method
-    # Mirrored variables must be created in the strategy's scope.
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
-        learner = method.build(data.encoder.spec, seed=seed, global_mean=data.train_mean)
+    if learner is not None and strategy is not None:
+        raise ValueError("train_method: pass a prebuilt learner or a strategy, not both (a "
+                         "distributed learner must be built in the strategy's scope).")
+    if learner is None:
+        # Mirrored variables must be created in the strategy's scope.
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        with scope:
+            learner = method.build(data.encoder.spec, seed=seed, global_mean=data.train_mean)
     start = time.perf_counter()
     if hasattr(learner.model, "fit_closed_form"):
         learner.model.fit_closed_form(data.split.train, data.encoder)
