@@ -118,10 +118,10 @@ class KNNBaseline:
     user_based : bool
         ``True`` for user-kNN (neighbours are users who rated the item).
 
-    Attributes (after :meth:`fit`)
-    ------------------------------
+    Attributes
+    ----------
     global_mean : float
-        :math:`\\mu`.
+        :math:`\\mu` (this and the attributes below are set by :meth:`fit`).
     user_bias, item_bias : pandas Series
         :math:`b_u` and :math:`b_i`, indexed by raw user and item id.
     rating_scale : tuple of float
