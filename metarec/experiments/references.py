@@ -44,7 +44,8 @@ done):
   of the grid's ``NAME.users.csv.gz`` (``model``: the grid model or ``knn``; ``scheme``:
   ``refit``, ``refit_all``, ``baseline`` or ``baseline_all``);
 * ``NAME.references.curves.csv``: for the refits, per (seed, cell, scenario, steps) the
-  user-averaged metrics after 0..10 (``grid.MAX_TEST_STEPS``) fine-tuning steps (0: the refit alone);
+  user-averaged metrics after 0..10 (``grid.MAX_TEST_STEPS``) fine-tuning steps (0: the
+  refit alone);
 * ``NAME.references.runs.csv``: per (seed, cell, pool) the pooled ratings, training time,
   epochs and best validation MAE.
 
