@@ -6,7 +6,7 @@ many learning rates and step counts needs a policy instead: :func:`evaluate_step
 scores such a task as NaN (so a curve shows where adaptation breaks down), or with its
 un-adapted predictions (what a guarded service would serve), and can clip predictions to the
 rating scale. The fair grid (``metarec.experiments.fair``) and the synthetic study
-(:mod:`metarec.experiments.when`) score their users this way.
+(:mod:`metarec.experiments.when_study`) score their users this way.
 """
 
 from __future__ import annotations

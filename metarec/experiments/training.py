@@ -168,11 +168,11 @@ def train_method(method: Method | str, data: PreparedData, seed: int, *,
 
     ``strategy`` (a ``tf.distribute.Strategy``): the model, learner and optimizer are created
     in its scope and every meta-batch is split over its replicas (:mod:`metarec.distribute`);
-    ``bucket`` groups tasks by support size (:meth:`~metarec.meta.MetaLearner.fit`).
+    ``bucket`` groups tasks by support size (``MetaLearner.fit``).
 
     ``learner``: an untrained learner in the state ``method.build(spec, seed=seed,
     global_mean=data.train_mean)`` returns (the tuner passes a reset one whose graphs are
-    already compiled, :class:`~metarec.experiments.learner_pool.LearnerPool`); default:
+    already compiled, ``metarec.experiments.learner_pool.LearnerPool``); default:
     built here.
     """
     method = get_method(method) if isinstance(method, str) else method

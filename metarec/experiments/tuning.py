@@ -336,7 +336,7 @@ def export_configs(out_dir: Path, benchmark: str, cells: Sequence[Cell] | None =
     """Collect the best configuration of every finished study into its configs file.
 
     Reads the SQLite studies of ``tuner_seed`` under ``out_dir``; cells without a finished
-    study are left out. Writes :func:`configs_path` (``<benchmark>.configs.json`` for tuner
+    study are left out. Writes ``configs_path`` (``<benchmark>.configs.json`` for tuner
     seed 0), replaced atomically.
     """
     import optuna
@@ -370,7 +370,7 @@ def tune_grid(data: PreparedData, out_dir: str | Path, benchmark: str, *, n_tria
     """Tune ``cells`` (default: the whole grid) one after the other; returns the configs.
 
     ``data`` must be prepared with :data:`TUNING_SEED`. After every cell the configs file
-    (:func:`configs_path`) is rewritten, so an interruption loses at most the trial that was
+    (``configs_path``) is rewritten, so an interruption loses at most the trial that was
     running. With ``progress``, one line per finished trial and per cell is printed.
     """
     if n_trials < 1:
