@@ -39,7 +39,13 @@ import pandas as pd
 
 from metarec.experiments.benchmarks import ExperimentConfig, prepare_benchmark
 from metarec.experiments.grid import SCHEMES, Cell
-from metarec.experiments.store import check_writable, keep_previous, progress_bar, write_frame
+from metarec.experiments.store import (
+    check_writable,
+    keep_previous,
+    progress_bar,
+    write_frame,
+    write_tables,
+)
 from metarec.experiments.training import (
     METRICS,
     SCENARIOS,
@@ -52,6 +58,9 @@ from metarec.experiments.training import (
 from metarec.experiments.tuning import load_configs
 
 _PARTS = ("users", "curves", "support", "runs")
+
+#: Identifying columns, first in every file this study writes.
+_GRID_COLUMNS = ("seed", "cell", "model", "scheme", "scenario", "user_id", "steps", "support_size")
 
 
 def output_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
@@ -148,21 +157,11 @@ def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | 
                 run.update(lr_median=float(np.median(flat)), lr_p90=float(np.quantile(flat, 0.9)),
                            lr_negative=float(np.mean(flat < 0)))
             frames["runs"].append(pd.DataFrame([run]))
-            _write_all(frames, paths)
+            write_tables(frames, paths, _GRID_COLUMNS)
             bar.update(1)
     bar.close()
     return list(paths.values())
 
-
-def _write_all(frames: dict[str, list[pd.DataFrame]], paths: dict[str, Path]) -> None:
-    ident = ["seed", "cell", "model", "scheme"]
-    for key, parts in frames.items():
-        if not parts:
-            continue
-        frame = pd.concat(parts, ignore_index=True)
-        first = [c for c in [*ident, "scenario", "user_id", "steps", "support_size"]
-                 if c in frame.columns]
-        write_frame(frame[first + [c for c in frame.columns if c not in first]], paths[key])
 
 
 __all__ = ["output_paths", "run_grid", "sweep_cells"]

@@ -69,7 +69,7 @@ from metarec.data import FeatureEncoder, TaskSet
 from metarec.data.tasks import Task
 from metarec.experiments.benchmarks import BENCHMARKS, ExperimentConfig, prepare_benchmark
 from metarec.experiments.grid import PATIENCE, Cell, cell_method
-from metarec.experiments.store import check_writable, write_frame
+from metarec.experiments.store import check_writable, write_frame, write_tables
 from metarec.experiments.store import progress_bar as _progress
 from metarec.experiments.training import (
     METRICS,
@@ -108,6 +108,9 @@ _KNN_SCHEME = {"scenario": "baseline", "all": "baseline_all"}
 KNN_MODEL = "knn"
 _PARTS = ("users", "curves", "runs")
 _KEY = ["user_id", "item_id"]
+
+#: Identifying columns, first in every file this study writes.
+_REFERENCE_COLUMNS = ("seed", "cell", "model", "scheme", "scenario", "pool", "user_id", "steps")
 
 
 def reference_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
@@ -435,21 +438,11 @@ def run_references(config: ExperimentConfig | str, configs_path: str | Path,
                                epochs=result.epochs, val_mae=result.val_mae,
                                test_steps=result.test_steps)
                 frames["runs"].append(pd.DataFrame([run]))
-            _write_all(frames, paths)
+            write_tables(frames, paths, _REFERENCE_COLUMNS)
             bar.update(1)
     bar.close()
     return list(paths.values())
 
-
-def _write_all(frames: dict[str, list[pd.DataFrame]], paths: dict[str, Path]) -> None:
-    ident = ["seed", "cell", "model", "scheme"]
-    for key, parts in frames.items():
-        if not parts:
-            continue
-        frame = pd.concat(parts, ignore_index=True)
-        first = [c for c in [*ident, "scenario", "pool", "user_id", "steps"]
-                 if c in frame.columns]
-        write_frame(frame[first + [c for c in frame.columns if c not in first]], paths[key])
 
 
 # -------------------------------------------------------------------------- command line

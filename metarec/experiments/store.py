@@ -33,7 +33,7 @@ import gzip
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "keep_previous",
     "progress_bar",
     "write_frame",
+    "write_tables",
     "write_text",
 ]
 
@@ -142,6 +143,23 @@ class _NoBar:
     def set_description(self, text: str) -> None: ...
     def set_postfix_str(self, text: str) -> None: ...
     def close(self) -> None: ...
+
+
+def write_tables(frames: dict[str, list[pd.DataFrame]], paths: dict[str, Path],
+                 leading: Sequence[str]) -> None:
+    """Write each non-empty list of ``frames`` to ``paths[key]`` (atomically) as one table.
+
+    Columns named in ``leading`` that the table has come first, in that order (the identifying
+    columns of a study's files); the others follow in their own order.
+    """
+    import pandas as pd  # at call time: the command line imports this module without pandas
+
+    for key, parts in frames.items():
+        if not parts:
+            continue
+        frame = pd.concat(parts, ignore_index=True)
+        first = [c for c in leading if c in frame.columns]
+        write_frame(frame[first + [c for c in frame.columns if c not in first]], paths[key])
 
 
 def progress_bar(total: int, enabled: bool = True) -> Any:
