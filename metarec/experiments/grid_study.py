@@ -25,7 +25,11 @@ interruption loses at most the running cell; ``resume=True`` skips what is done)
 * ``NAME.curves.csv``: per (seed, cell, scenario, steps) the user-averaged metrics;
 * ``NAME.support.csv``: per (seed, cell, support size) the user-cold metrics;
 * ``NAME.runs.csv``: per (seed, cell) the training time, epochs, test steps and, for Meta-SGD,
-  the median, 90th percentile and share of negative learned inner learning rates.
+  the median, 90th percentile and share of negative learned inner learning rates;
+* ``NAME.validation.csv.gz``: one row per (seed, cell, validation user) at the chosen steps
+  (``split`` is ``"validation"``), the run's own validation users scored like the test users:
+  what :func:`metarec.experiments.verdict.validation_scores` reads to choose cells on
+  validation users only. Scored in a batch of their own, so the test rows do not depend on it.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from metarec.experiments.training import (
 )
 from metarec.experiments.tuning import load_configs
 
-_PARTS = ("users", "curves", "support", "runs")
+_PARTS = ("users", "curves", "support", "runs", "validation")
 
 #: Identifying columns, first in every file this study writes.
 _GRID_COLUMNS = ("seed", "cell", "model", "scheme", "scenario", "user_id", "steps", "support_size")
@@ -67,7 +71,8 @@ def output_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
     """The result files of benchmark ``name`` in ``out_dir``."""
     out_dir = Path(out_dir)
     return {"users": out_dir / f"{name}.users.csv.gz", "curves": out_dir / f"{name}.curves.csv",
-            "support": out_dir / f"{name}.support.csv", "runs": out_dir / f"{name}.runs.csv"}
+            "support": out_dir / f"{name}.support.csv", "runs": out_dir / f"{name}.runs.csv",
+            "validation": out_dir / f"{name}.validation.csv.gz"}
 
 
 def sweep_cells(configs: dict[str, Any]) -> list[str]:
@@ -133,6 +138,13 @@ def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | 
             ratings = data.split.train["rating"]
             table = evaluate_groups(learner, groups, (float(ratings.min()),
                                                          float(ratings.max())))
+            # The validation users in a batch of their own: the test rows stay what they are
+            # without them (one padded batch per call).
+            val = evaluate_groups(learner, {"validation": data.tasks["validation"]},
+                                  (float(ratings.min()), float(ratings.max())))
+            val = val[val["steps"] == method.test_steps].drop(columns=["group", "steps"])
+            frames["validation"].append(val.assign(**ident, scenario="validation",
+                                                   split="validation"))
             for scenario in SCENARIOS:
                 part = table[table["group"] == scenario].drop(columns="group")
                 chosen = part[part["steps"] == method.test_steps].drop(columns="steps")

@@ -219,6 +219,16 @@ def test_run_grid_writes_resumes_and_never_overwrites(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary file left"
     curves = pd.read_csv(out / "tiny.curves.csv")
     assert sorted(curves["steps"].unique()) == list(range(MAX_TEST_STEPS + 1))
+    # The runs' own validation users, scored at the chosen steps: what the verdict chooses on.
+    val = pd.read_csv(out / "tiny.validation.csv.gz")
+    assert set(val["split"]) == {"validation"} and set(val["scenario"]) == {"validation"}
+    assert set(val["cell"]) == set(users["cell"]) and val["mae"].notna().all()
+    assert set(val["user_id"]).isdisjoint(users["user_id"])
+    # A cell's test rows do not depend on the cells (and validation scoring) before it.
+    alone = run_grid(config, configs, tmp_path / "alone", cells=["item_mean/maml"],
+                     progress=False)
+    mine = users[users["cell"] == "item_mean/maml"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(pd.read_csv(alone[0]), mine)
     with pytest.raises(FileExistsError, match="--resume"):
         run_grid(config, configs, out, progress=False)
     before = (out / "tiny.users.csv.gz").read_bytes()
