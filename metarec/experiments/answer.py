@@ -30,7 +30,8 @@ Every chapter that states the answer reads this file (:func:`load_answer`) and p
 
 Command line::
 
-    python -m metarec.experiments.answer book/results/fair-ml100k --out book/results/verdict.json
+    python -m metarec.experiments.answer book/results/fair-ml100k \\
+        --out book/results/verdict.json --markdown book/results/answer.md
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metarec.experiments.grid import Cell
 from metarec.experiments.stats import adjust_pvalues, adjusted_alpha, seed_t_inference
 from metarec.experiments.store import write_text
 from metarec.experiments.verdict import (
@@ -67,6 +69,14 @@ SCENARIO_NAMES = {"warm": "existing users and items", "user_cold": "new users",
 
 #: The null control: the same algorithm (MAML on the MeLU network) tuned twice.
 NULL_CONTROL = ("melu/melu", "melu/maml")
+
+
+def cell_label(name: str) -> str:
+    """A readable name of a grid cell: ``"Wide & Deep, Conventional + fine-tune"``."""
+    try:
+        return Cell.parse(name).label
+    except ValueError:  # not a grid cell (a constructed example): its name as it is
+        return name
 
 
 def _sha256(path: Path) -> str:
@@ -242,8 +252,9 @@ def headline(doc: Mapping[str, Any]) -> str:
     for scenario, row in doc["scenarios"].items():
         by_label[row["label"]].append(SCENARIO_NAMES.get(scenario, scenario))
     parts = [f"{lab} on {_join(names)}" for lab, names in by_label.items() if names]
-    return (f"The best meta-learner ({doc['best']['meta']}) {_join(parts)}, against the best "
-            f"conventional model ({doc['best']['conventional']}); both chosen on validation "
+    return (f"The best meta-learner ({cell_label(doc['best']['meta'])}) {_join(parts)}, against "
+            f"the best conventional model ({cell_label(doc['best']['conventional'])}); both "
+            "chosen on validation "
             f"users, {doc['metric'].upper()} over {doc['protocol']['n_seeds']} seeds, \"helps\" "
             "or \"hurts\" only where the corrected run-level interval excludes zero and the "
             "difference exceeds the noise floor.")
@@ -257,8 +268,8 @@ def support_sentence(doc: Mapping[str, Any]) -> str:
     parts = [f"{lab} with {_join(sizes)} rating{'s' if sizes != ['1'] else ''}"
              for lab, sizes in by_label.items() if sizes]
     cells = doc.get("support_cells", doc["best"])
-    return (f"For new users by the number of ratings they gave, {cells['meta']} "
-            f"{_join(parts)} against {cells['conventional']}.")
+    return (f"For new users by the number of ratings they gave, {cell_label(cells['meta'])} "
+            f"{_join(parts)} against {cell_label(cells['conventional'])}.")
 
 
 def _join(items: Sequence[str]) -> str:
@@ -269,10 +280,33 @@ def _join(items: Sequence[str]) -> str:
 def answer_sentence(doc: Mapping[str, Any], scenario: str) -> str:
     """The answer for one scenario, with its numbers (difference = meta - conventional)."""
     row = doc["scenarios"][scenario]
-    return (f"On {SCENARIO_NAMES.get(scenario, scenario)}, {doc['best']['meta']} "
-            f"{row['label']} against {doc['best']['conventional']}: {doc['metric'].upper()} "
+    return (f"On {SCENARIO_NAMES.get(scenario, scenario)}, {cell_label(doc['best']['meta'])} "
+            f"{row['label']} against {cell_label(doc['best']['conventional'])}: "
+            f"{doc['metric'].upper()} "
             f"difference {row['diff']:+.3f} ({row['level']:.1%} interval {row['ci_low']:+.3f} "
             f"to {row['ci_high']:+.3f}; noise floor {row['noise_floor']:.3f}).")
+
+
+def render_markdown(doc: Mapping[str, Any], source: str = "book/results/verdict.json") -> str:
+    """The answer as a MyST admonition: headline, one row per scenario, the support sizes and
+    the protocol. The book includes it (``book/results/answer.md``) and notebooks display it."""
+    metric = doc["metric"].upper()
+    lines = [f"```{{admonition}} The book's answer (generated from `{source}`)",
+             ":class: important", "", doc["headline"], "",
+             f"| Scenario | Difference in {metric} | Interval | Noise floor | Verdict |",
+             "|:--|--:|:--|--:|:--|"]
+    for scenario, row in doc["scenarios"].items():
+        lines.append(f"| {SCENARIO_NAMES.get(scenario, scenario).capitalize()} | "
+                     f"{row['diff']:+.3f} | {row['ci_low']:+.3f} to {row['ci_high']:+.3f} "
+                     f"({row['level']:.1%}) | {row['noise_floor']:.3f} | {row['label']} |")
+    protocol = doc["protocol"]
+    trials = protocol.get("min_trials_per_cell")
+    lines += ["", support_sentence(doc), "",
+              f"Difference: meta minus conventional ({metric}, lower is better); intervals are "
+              f"run-level (seeds as groups, users nested), Holm-adjusted over the scenarios. "
+              f"Every cell tuned with at least {trials} trials on validation users; noise floor "
+              f"from the {doc['noise_floor_source']}.", "```", ""]
+    return "\n".join(lines)
 
 
 def load_answer(path: str | Path) -> dict[str, Any]:
@@ -298,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("prefix", help="fair-grid results prefix, e.g. book/results/fair-ml100k")
     parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    parser.add_argument("--markdown", type=Path,
+                        help="also write the answer as a MyST admonition (book/results/answer.md)")
     parser.add_argument("--metric", default="mae", choices=("mae", "rmse"))
     args = parser.parse_args(argv)
     noise_file = Path(f"{args.prefix}.tuning-noise.csv.gz")
@@ -309,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         parser.exit(1, f"error: {err}\n")
     write_text(args.out, json.dumps(doc, indent=1) + "\n")
+    if args.markdown is not None:
+        write_text(args.markdown, render_markdown(doc))
     print(doc["headline"])
     for scenario in doc["scenarios"]:
         print(answer_sentence(doc, scenario))
@@ -318,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["FORMAT", "NULL_CONTROL", "SCENARIO_NAMES", "answer_sentence", "build_answer",
-           "headline", "load_answer", "main", "support_sentence", "support_verdicts"]
+           "cell_label", "headline", "load_answer", "main", "render_markdown",
+           "support_sentence", "support_verdicts"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

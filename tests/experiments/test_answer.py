@@ -15,6 +15,7 @@ from metarec.experiments.answer import (
     headline,
     load_answer,
     main,
+    render_markdown,
     support_sentence,
 )
 
@@ -91,13 +92,19 @@ def test_sentences_state_the_document(tmp_path):
     doc = build_answer(write_results(tmp_path))
     text = headline(doc)
     assert doc["headline"] == text
-    assert "(mf/reptile) helps on new users and ties on existing users and items" in text
+    assert ("(Matrix factorisation, Reptile) helps on new users and ties on existing users "
+            "and items") in text
     sentence = answer_sentence(doc, "user_cold")
-    assert sentence.startswith("On new users, mf/reptile helps against mf/finetune: MAE "
+    assert sentence.startswith("On new users, Matrix factorisation, Reptile helps against "
+                               "Matrix factorisation, Conventional + fine-tune: MAE "
                                "difference -0.2")
-    assert support_sentence(doc) == ("For new users by the number of ratings they gave, "
-                                     "mf/reptile helps with 1 rating and ties with 5 ratings "
-                                     "against mf/finetune.")
+    assert support_sentence(doc) == (
+        "For new users by the number of ratings they gave, Matrix factorisation, Reptile helps "
+        "with 1 rating and ties with 5 ratings against Matrix factorisation, Conventional + "
+        "fine-tune.")
+    text = render_markdown(doc)
+    assert text.startswith("```{admonition}") and text.rstrip().endswith("```")
+    assert "| New users | -0.2" in text and support_sentence(doc) in text
 
 
 def test_validation_rows_decide_the_choice(tmp_path):
@@ -153,3 +160,21 @@ def test_bad_input_gives_one_error_line(tmp_path, capsys):
     users[~users["cell"].str.startswith("melu/")].to_csv(f"{prefix}.users.csv.gz", index=False)
     with pytest.raises(ValueError, match="null control"):
         build_answer(prefix)
+
+
+def test_the_books_answer_is_up_to_date():
+    """book/results/verdict.json and answer.md are what the stored results give today."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[2] / "book" / "results"
+    stored = load_answer(results / "verdict.json")
+    prefix = results / "fair-ml100k"
+    noise = Path(f"{prefix}.tuning-noise.csv.gz")
+    refs = Path(f"{prefix}.references.users.csv.gz")
+    fresh = build_answer(prefix, noise=pd.read_csv(noise) if noise.is_file() else None,
+                         references=pd.read_csv(refs) if refs.is_file() else None)
+    assert json.loads(json.dumps(fresh)) == stored, (
+        "book/results/verdict.json is stale: python -m metarec.experiments.answer "
+        "book/results/fair-ml100k --out book/results/verdict.json "
+        "--markdown book/results/answer.md")
+    assert (results / "answer.md").read_text() == render_markdown(stored)
