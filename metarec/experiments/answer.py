@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metarec.experiments.grid import Cell
 from metarec.experiments.stats import adjust_pvalues, adjusted_alpha, seed_t_inference
 from metarec.experiments.store import write_text
 from metarec.experiments.verdict import (
@@ -73,6 +72,8 @@ NULL_CONTROL = ("melu/melu", "melu/maml")
 
 def cell_label(name: str) -> str:
     """A readable name of a grid cell: ``"Wide & Deep, Conventional + fine-tune"``."""
+    from metarec.experiments.grid import Cell  # at call time: the grid imports TensorFlow
+
     try:
         return Cell.parse(name).label
     except ValueError:  # not a grid cell (a constructed example): its name as it is
@@ -252,6 +253,8 @@ def headline(doc: Mapping[str, Any]) -> str:
     for scenario, row in doc["scenarios"].items():
         by_label[row["label"]].append(SCENARIO_NAMES.get(scenario, scenario))
     parts = [f"{lab} on {_join(names)}" for lab, names in by_label.items() if names]
+    if len(parts) == 1 and len(doc["scenarios"]) > 1:
+        parts = [f"{doc['scenarios'][next(iter(doc['scenarios']))]['label']} in every scenario"]
     return (f"The best meta-learner ({cell_label(doc['best']['meta'])}) {_join(parts)}, against "
             f"the best conventional model ({cell_label(doc['best']['conventional'])}); both "
             "chosen on validation "

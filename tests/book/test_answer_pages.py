@@ -1,0 +1,35 @@
+"""The pages that state the book's answer in prose (intro, FAQ) agree with verdict.json.
+
+The notebooks assert their sentences against the file when they run; these two Markdown pages do
+not run, so their claims are checked here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metarec.experiments.answer import load_answer
+
+BOOK = Path(__file__).resolve().parents[2] / "book"
+ANSWER = load_answer(BOOK / "results" / "verdict.json")
+
+
+def test_intro_and_faq_show_the_generated_answer():
+    for page in ("intro.md", "faq.md"):
+        assert "```{include} results/answer.md" in (BOOK / page).read_text(), page
+    intro = (BOOK / "intro.md").read_text()
+    # The answer is on the first screen: before the first section heading.
+    assert intro.index("results/answer.md") < intro.index("\n## ")
+
+
+def test_prose_claims_match_the_answer():
+    # intro: "no better and no worse ... except when a new user has given only a handful of
+    # ratings"; FAQ: "new users with up to five ratings".
+    assert {row["label"] for row in ANSWER["scenarios"].values()} == {"ties"}
+    support = {int(k): v["label"] for k, v in ANSWER["support"].items()}
+    assert all(label == "helps" for size, label in support.items() if size <= 5)
+    assert all(label == "ties" for size, label in support.items() if size > 5)
+    # intro and FAQ: a model retrained on everyone's ratings beats both on new items (> 0.1 MAE).
+    for scenario in ("item_cold", "user_item_cold"):
+        ref = ANSWER["references"][scenario]
+        assert min(ref["best_meta"], ref["best_conventional"]) - ref["reference"] > 0.1
