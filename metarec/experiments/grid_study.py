@@ -23,7 +23,8 @@ interruption loses at most the running cell; ``resume=True`` skips what is done)
 
 * ``NAME.users.csv.gz``: one row per (seed, cell, scenario, test user) at the chosen steps;
 * ``NAME.curves.csv``: per (seed, cell, scenario, steps) the user-averaged metrics;
-* ``NAME.support.csv``: per (seed, cell, support size) the user-cold metrics;
+* ``NAME.support.csv``: per (seed, cell, support size) the user-cold metrics, and
+  ``mae_0_steps``, the same users' MAE without adaptation;
 * ``NAME.runs.csv``: per (seed, cell) the training time, epochs, test steps and, for Meta-SGD,
   the median, 90th percentile and share of negative learned inner learning rates;
 * ``NAME.validation.csv.gz``: one row per (seed, cell, validation user) at the chosen steps
@@ -156,9 +157,13 @@ def run_grid(config: ExperimentConfig, configs_path: str | Path, out_dir: str | 
                 for n in SUPPORT_SIZES:
                     part = table[(table["group"] == f"support_{n}")
                                  & (table["steps"] == method.test_steps)]
+                    # The same users' MAE without adaptation (0 steps): the support-size
+                    # figure's "no adaptation" line, on exactly these query sets.
+                    unadapted = table[(table["group"] == f"support_{n}") & (table["steps"] == 0)]
                     rows.append({"support_size": n, "n_tasks": len(part),
                                  **{m: float(part[m].mean()) for m in METRICS},
-                                 "diverged": float(part["diverged"].mean())})
+                                 "diverged": float(part["diverged"].mean()),
+                                 "mae_0_steps": float(unadapted["mae"].mean())})
                 frames["support"].append(pd.DataFrame(rows).assign(**ident))
             run = {**ident, "dataset": data.dataset.name, "train_seconds": seconds,
                    "epochs": epochs_run(learner), "test_steps": method.test_steps,

@@ -219,6 +219,10 @@ def test_run_grid_writes_resumes_and_never_overwrites(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary file left"
     curves = pd.read_csv(out / "tiny.curves.csv")
     assert sorted(curves["steps"].unique()) == list(range(MAX_TEST_STEPS + 1))
+    # The support sweep records the same users' MAE without adaptation: one value per run.
+    support = pd.read_csv(out / "tiny.support.csv")
+    assert support["mae_0_steps"].notna().all()
+    assert (support.groupby(["seed", "cell"])["mae_0_steps"].nunique() == 1).all()
     # The runs' own validation users, scored at the chosen steps: what the verdict chooses on.
     val = pd.read_csv(out / "tiny.validation.csv.gz")
     assert set(val["split"]) == {"validation"} and set(val["scenario"]) == {"validation"}
