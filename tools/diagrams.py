@@ -230,7 +230,9 @@ def reptile_vs_maml() -> plt.Figure:
         phi = path[-1]
         _dot(ax, *phi, "$\\phi_i$", color=ORANGE, dx=0.1, dy=0.2)
         _dot(ax, *theta, "$\\theta$", color=BLUE, dx=-0.4, dy=0.0, size=14)
-        ax.text(x0 + 0.9, 2.15, "$k$ steps of\n$\\alpha\\nabla\\mathcal{L}_{\\mathcal{D}^s_i}$",
+        # Reptile's inner loop trains on all of a training task's ratings (no query set).
+        data = "\\mathcal{D}^s_i" if panel == 0 else "\\mathcal{T}_i"
+        ax.text(x0 + 0.9, 2.15, f"$k$ steps of\n$\\alpha\\nabla\\mathcal{{L}}_{{{data}}}$",
                 fontsize=9.5, color=ORANGE, ha="center")
         if panel == 0:
             new = (theta[0] + 0.9, theta[1] - 0.05)
@@ -246,8 +248,8 @@ def reptile_vs_maml() -> plt.Figure:
             _arrow(ax, theta, new, color=BLUE, width=2.5)
             ax.text(x0 + 2.2, 0.45, "$\\theta \\leftarrow \\theta + \\epsilon\\,(\\phi_i - "
                     "\\theta)$", fontsize=10.5, color=BLUE, ha="center")
-            ax.text(x0 + 2.2, 0.05, "no query set, no derivative: move a fraction "
-                    "$\\epsilon$ towards $\\phi_i$", fontsize=8.5, color=GREY, ha="center")
+            ax.text(x0 + 2.2, 0.05, "all the task's ratings, no derivative: move a "
+                    "fraction $\\epsilon$ towards $\\phi_i$", fontsize=8.5, color=GREY, ha="center")
     return fig
 
 
