@@ -37,7 +37,7 @@ XDIST ?= -n 2 --dist loadfile
 # Every built page in headless Chromium at 1280 px (Debian's chromium + chromium-driver).
 BROWSER_CHECK := $(BIN)/python tools/browser_check.py _build/html --screenshots _build/screenshots
 
-.PHONY: venv book test lint notebooks browser-test notebook-times clean distclean
+.PHONY: venv book test lint notebooks browser-test notebook-times diagrams clean distclean
 
 venv: $(STAMP)
 
@@ -77,6 +77,10 @@ browser-test: venv
 # One nbval run per notebook, timed; `make notebook-times NOTEBOOKS="book/a.ipynb ..."` for some.
 notebook-times: venv
 	$(NB_ENV) $(BIN)/python tools/notebook_times.py $(NOTEBOOKS)
+
+# The book's explanatory SVG diagrams (book/figures/), drawn from code; byte-identical re-runs.
+diagrams: venv
+	$(BIN)/python tools/diagrams.py
 
 notebooks: venv
 	@set -e; for nb in $(NOTEBOOKS); do \
