@@ -4,7 +4,8 @@ subprocess.
     python tests/scripts/distribute_check.py mirrored OUT.json            # 2 logical CPU devices
     TF_CONFIG=... python tests/scripts/distribute_check.py multi-worker OUT.json   # one per worker
 
-For each learner (MAML second order, FOMAML, Reptile, Meta-SGD, MeLU, FineTune) one training
+For each learner named (default: MAML second order, FOMAML, Reptile, Meta-SGD, MeLU, FineTune;
+tests/distribute/test_distribute.py names the ones each strategy checks) one training
 step on a global meta-batch of 5 tasks (split 2 + 3 over the two replicas) is taken under the
 strategy, and the same step on one device from the same initial weights; the maximum absolute
 weight difference, the size of the update and the two losses are written to OUT.json (by

@@ -1,6 +1,6 @@
 """A NaN step under MirroredStrategy (2 logical CPU devices) and on one device.
 
-    python tests/scripts/distribute_guard_check.py OUT.json
+    python tests/scripts/distribute_guard_check.py OUT.json [REPLICAS]   # REPLICAS: 1,2 (default)
 
 Run by tests/distribute/test_distribute_guard.py in a subprocess (logical devices must be configured
 before TensorFlow initialises). For MAML and Reptile (the two kinds of outer step), with a
@@ -11,8 +11,8 @@ NaN rating in the chunk of replica 0 and in the chunk of replica 1:
   slots) must be exactly as before, and finite;
 * ``KeepBestWeights`` must restore the best epoch's weights on the way out of that error.
 
-The same checks run on one device, so both paths are held to the same guarantee. Writes one
-record per (device count, learner, poisoned task) to OUT.json.
+The same checks run on one device (``REPLICAS`` 1), so both paths can be held to the same
+guarantee. Writes one record per (device count, learner, poisoned task) to OUT.json.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import metarec  # noqa: F401  (quiet TensorFlow logs, before tensorflow)
 from metarec import distribute
 
 
-def main(out: str) -> int:
-    """Run the checks; returns the exit code."""
+def main(out: str, replica_counts: tuple[int, ...] = (1, 2)) -> int:
+    """Run the checks for each device count in ``replica_counts``; returns the exit code."""
     strategy = distribute.make_strategy("mirrored", devices=2)
     import keras
     import numpy as np
@@ -64,7 +64,7 @@ def main(out: str) -> int:
             return make(name)
 
     results = []
-    for replicas in (1, 2):
+    for replicas in replica_counts:
         fit_strategy = strategy if replicas == 2 else None
         for name in ("MAML", "Reptile"):
             learner = fresh(name, replicas)
@@ -119,4 +119,5 @@ def main(out: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], tuple(int(n) for n in sys.argv[2].split(","))
+                  if len(sys.argv) > 2 else (1, 2)))

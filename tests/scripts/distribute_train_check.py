@@ -4,10 +4,15 @@ Run by tests/distribute/test_distribute_cli.py in a subprocess (logical devices 
 configured before
 TensorFlow initialises): ``python tests/scripts/distribute_train_check.py OUT_DIR``. Writes
 OUT_DIR/check.json with the reloaded learners' user-cold MAE.
+
+The synthetic dataset is generated smaller than the command's default (:data:`SMALL`, as in
+tests/experiments/test_fair.py): the check is about the files, the strategy and reloading, not
+the data, and every cold-start part still has users.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -15,11 +20,19 @@ from pathlib import Path
 import metarec  # noqa: F401  (quiet TensorFlow logs, before tensorflow)
 from metarec import distribute
 
+#: Size of the synthetic dataset ``--dataset synthetic`` loads here.
+SMALL = {"n_users": 300, "n_items": 200}
+
 
 def main(out: Path) -> int:
     """Train twice, reload under the strategy and outside it; write out/check.json."""
     distribute.configure_logical_cpus(2)
     from metarec.cli import main as cli
+    from metarec.data import make_synthetic
+    from metarec.experiments import training
+
+    # load_dataset("synthetic") of the train command and of this check: the smaller dataset.
+    training.make_synthetic = functools.partial(make_synthetic, **SMALL)
 
     common = ["train", "fomaml", "--dataset", "synthetic", "--epochs", "1", "--seed", "1"]
     assert cli([*common, "--out", str(out / "one")]) == 0
