@@ -53,7 +53,12 @@ class MetaLearner(Trainer, Evaluator, Adapter, Saveable, InputChecks, LearnerCor
     jit_compile : bool
         Compile the steps with XLA (one device only). Off by default: on CPU, XLA ran the
         vectorized MAML step of the MeLU network about 100x *slower* than the default graph in
-        our measurements (meta-batch 32); it is meant for accelerators.
+        our measurements (meta-batch 32); it is meant for accelerators. Why (issue 21): under
+        XLA, ``tf.vectorized_map`` wraps its loop in an inner ``tf.function``; the training
+        step's gradient through it needs values of that inner function (pfor's reduction and
+        concat axes) as compile-time constants, so XLA marks *every* input of the step (the
+        batch and the weights) as a constant and compiles a new program at every step (not a
+        shape problem: the TaskSet pads all batches alike). Evaluation under XLA compiles once.
 
     Notes
     -----
