@@ -48,6 +48,25 @@ def dense(g: Any) -> tf.Tensor:
     return tf.convert_to_tensor(g)
 
 
+def _vectorized_map_inline(fn: Callable, elems: Any) -> Any:
+    """``tf.vectorized_map`` without its inner ``tf.function`` (for ``jit_compile`` only).
+
+    Under XLA, ``vectorized_map`` wraps the vectorized loop in a ``tf.function``; the gradient
+    through that call needs values computed inside it (pfor's reduction and concat axes) as
+    compile-time constants, so XLA made every input of the training step a constant and
+    compiled a new program at every step (issue 21). Built inline, those axes fold to
+    constants and one program serves every meta-batch of a shape.
+    """
+    from tensorflow.python.ops.parallel_for import control_flow_ops as pfor_ops
+
+    saved = pfor_ops._is_under_xla_context
+    pfor_ops._is_under_xla_context = lambda: False
+    try:
+        return tf.vectorized_map(fn, elems)
+    finally:
+        pfor_ops._is_under_xla_context = saved
+
+
 class TracedHyperParameter:
     """A hyper-parameter that compiled functions capture: setting it drops them.
 
@@ -279,6 +298,8 @@ class LearnerCore:
 
     def _map_tasks(self, fn: Callable, elems: Any) -> Any:
         """Apply ``fn`` to each task of a batch: vectorized, or as an unrolled loop."""
+        if self.vectorize and self.jit_compile:
+            return _vectorized_map_inline(fn, elems)
         if self.vectorize:
             return tf.vectorized_map(fn, elems)
         n = tf.nest.flatten(elems)[0].shape[0]
