@@ -39,6 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from metarec.cli_types import at_least
 from metarec.experiments.store import (
     atomic_replace,
     check_writable,
@@ -67,14 +68,17 @@ def register_train_commands(subparsers: Any) -> None:
     p.add_argument("method", help="a method name (see `python -m metarec experiment list`)")
     p.add_argument("--dataset", default="ml-100k", help="synthetic, ml-100k or ml-1m")
     p.add_argument("--data-path", type=Path, help="a custom folder in MovieLens format")
-    p.add_argument("--seed", type=int, default=0, help="split, initialisation and task order")
-    p.add_argument("--epochs", type=int, help="override the method's epochs")
-    p.add_argument("--batch-size", type=int, default=32, help="global meta-batch (all replicas)")
-    p.add_argument("--patience", type=int, default=3, help="early-stopping patience (epochs)")
+    p.add_argument("--seed", type=at_least(0), default=0,
+                   help="split, initialisation and task order")
+    p.add_argument("--epochs", type=at_least(1), help="override the method's epochs")
+    p.add_argument("--batch-size", type=at_least(1), default=32,
+                   help="global meta-batch (all replicas)")
+    p.add_argument("--patience", type=at_least(0), default=3,
+                   help="early-stopping patience (epochs)")
     p.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="default: one device; mirrored: every GPU of this machine (or the "
                         "--devices logical CPUs); multi-worker: the machines named in TF_CONFIG")
-    p.add_argument("--devices", type=int,
+    p.add_argument("--devices", type=at_least(1),
                    help="mirrored without GPUs: split the CPU into this many logical devices")
     p.add_argument("--bucket", action="store_true",
                    help="group tasks by support size (each meta-batch pads to its own longest)")

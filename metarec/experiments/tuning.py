@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -247,7 +248,10 @@ def tune_cell(cell: Cell, data: PreparedData, *, n_trials: int, out_dir: Path,
     as pruned); a trial that failed (its process died) is run again.
 
     Raises ``FileExistsError`` if the study already has trials and ``resume`` is False, so a
-    finished study is never silently extended or replaced.
+    finished study is never silently extended or replaced. A resumed study started for more
+    than ``n_trials`` trials continues to its own (larger) budget, with a line saying so
+    (``log``, else a warning): a smaller budget would leave it unfinished and out of the
+    configs file.
     """
     import optuna
     from optuna.trial import TrialState
@@ -270,6 +274,19 @@ def tune_cell(cell: Cell, data: PreparedData, *, n_trials: int, out_dir: Path,
         raise FileExistsError(
             f"The study {cell.name} in {storage} already has {len(trials)} trial(s). Pass "
             "--resume (resume=True) to continue it, or choose another --out folder.")
+    earlier = int(study.user_attrs.get("n_trials", 0)) if trials else 0
+    if earlier > n_trials:
+        # A resumed study keeps the larger budget: exported only once it has them all, so a
+        # smaller --trials would leave it unfinished (and its cell out of the configs).
+        line = (f"{cell.name} tuner {tuner_seed}: the study was started for {earlier} "
+                f"trials; continuing to {earlier} (the {n_trials} asked for now are fewer).")
+        if log is not None:
+            log(line)
+        else:
+            warnings.warn(line, stacklevel=2)
+        n_trials = earlier
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(key, seed, tuner_seed),
+                                                   n_startup_trials=min(5, n_trials))
     for t in trials:  # a process that died mid-trial leaves it RUNNING: run it again
         if t.state == TrialState.RUNNING:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -381,12 +398,12 @@ def tune_grid(data: PreparedData, out_dir: str | Path, benchmark: str, *, n_tria
     log = (lambda line: print(line, flush=True)) if progress else None
     for i, cell in enumerate(cells):
         start = time.perf_counter()
-        tune_cell(cell, data, n_trials=n_trials, out_dir=out_dir, benchmark=benchmark,
-                  resume=resume, tuner_seed=tuner_seed, pruner=pruner, log=log)
+        study = tune_cell(cell, data, n_trials=n_trials, out_dir=out_dir, benchmark=benchmark,
+                          resume=resume, tuner_seed=tuner_seed, pruner=pruner, log=log)
         if log is not None:
             log(f"{time.strftime('%H:%M:%S')} cell {i + 1}/{len(cells)} {cell.name} tuner "
-                f"{tuner_seed}: {n_trials} trials finished ({time.perf_counter() - start:.0f}s "
-                "in this process)")
+                f"{tuner_seed}: {study.user_attrs['n_trials']} trials finished "
+                f"({time.perf_counter() - start:.0f}s in this process)")
         export_configs(out_dir, benchmark, tuner_seed=tuner_seed)
     return export_configs(out_dir, benchmark, tuner_seed=tuner_seed)
 

@@ -88,6 +88,10 @@ CATEGORIES = {
     "saved learners": "FileNotFoundError/ValueError naming the damaged file and what is wrong",
     "experiment runs": "error before training; finished results are kept and resumable",
     "command line": "one line on stderr, no traceback, exit status 2",
+    "commands": "`train`, `experiment run|tune|when`: every number range-checked, every error "
+                "one `error:` line (exit status 1 or 2), never a traceback",
+    "studies": "a resumed tuning study keeps its larger budget; a damaged configs file or "
+               "study is one `error:` line",
     "diverging training": "FloatingPointError; the model keeps its last finite weights",
 }
 
@@ -303,6 +307,10 @@ def summary_table() -> str:
     for case in CASES:
         counts[case.category] += 1
     for category, n in EXTRA_CASES.items():
+        counts[category] += n
+    from test_bad_inputs_commands import COMMAND_CASES
+
+    for category, n in COMMAND_CASES.items():
         counts[category] += n
     lines = ["| kind of bad input | inputs tried | what the user gets |", "|---|---:|---|"]
     lines += [f"| {c} | {counts[c]} | {CATEGORIES[c]} |" for c in CATEGORIES]
