@@ -156,8 +156,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     config = _benchmark(args.name)
     if not config.grid:
-        print(f"{args.name} is not a grid benchmark; `tune` needs one (see `experiment list`).")
-        return 2
+        raise UsageError(f"{args.name} is not a grid benchmark; `tune` needs one (see "
+                         "`python -m metarec experiment list`).")
     config = replace(config, **_data_changes(args))
     _set_threads(args.threads)
     cells = grid_cells(args.models, args.schemes)
@@ -213,8 +213,8 @@ def _cmd_noise(args: argparse.Namespace) -> int:
 
     config = _benchmark(args.name)
     if not config.grid:
-        print(f"{args.name} is not a grid benchmark; `noise` needs one (see `experiment list`).")
-        return 2
+        raise UsageError(f"{args.name} is not a grid benchmark; `noise` needs one (see "
+                         "`python -m metarec experiment list`).")
     changes = {} if args.seeds is None else {"seeds": tuple(args.seeds)}
     config = replace(config, **changes, **_data_changes(args))
     _set_threads(args.threads)

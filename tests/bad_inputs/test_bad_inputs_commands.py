@@ -8,10 +8,20 @@ training and tuning replaced by fakes where the bookkeeping is under test, so th
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
 import pytest
 
 from metarec import cli
 from metarec.experiments import benchmarks as benchmarks_module
+from metarec.experiments import recipe_study as recipe_study_module
 from metarec.experiments import tuning
 
 #: Inputs tried by the tests of this file, by category (the table of bad inputs counts them).
@@ -85,8 +95,7 @@ TUNE = ["experiment", "tune", "fair-synthetic", "--models", "item_mean", "--sche
 def test_resumed_study_with_fewer_trials_continues_to_the_larger(tmp_path, monkeypatch,
                                                                   capsys):
     _fake_tuning(monkeypatch, stop_at=2)
-    with pytest.raises(KeyboardInterrupt):
-        _main([*TUNE, "--trials", "4", "--out", tmp_path])
+    assert _main([*TUNE, "--trials", "4", "--out", tmp_path]) == 130
     _fake_tuning(monkeypatch)
     capsys.readouterr()
     assert _main([*TUNE, "--trials", "2", "--resume", "--out", tmp_path]) == 0
@@ -94,3 +103,139 @@ def test_resumed_study_with_fewer_trials_continues_to_the_larger(tmp_path, monke
     assert "continuing to 4" in out and "(1 cells)" in out, out
     configs = tuning.load_configs(tuning.configs_path(tmp_path, "fair-synthetic"))
     assert configs["cells"]["item_mean/maml"]["n_trials"] == 4
+
+
+# ----------------------------------------------------------------------------- error paths
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+CONFIGS_FILES = [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"benchmark": "fair-synthetic"}), "has no 'cells' mapping"),
+    (json.dumps({"cells": {"item_mean/maml": {"model": "item_mean", "scheme": "maml",
+                                              "test_steps": 1}}}), "lacks 'params'"),
+    (json.dumps({"cells": {"item_mean/maml": {"model": "item_mean", "scheme": "maml",
+                                              "params": 3, "test_steps": 1}}}),
+     "are not a mapping"),
+]
+_count("commands", len(CONFIGS_FILES))
+
+
+@pytest.mark.parametrize("text, match", CONFIGS_FILES, ids=[m for _, m in CONFIGS_FILES])
+def test_a_damaged_configs_file_is_one_error_line(text, match, tmp_path, capsys):
+    configs = _write(tmp_path / "c.configs.json", text)
+    code = _main(["experiment", "run", "fair-synthetic", "--configs", configs, "--out",
+                  tmp_path / "out"])
+    line = _one_error_line(capsys)
+    assert code == 2 and match in line and str(configs) in line and "--resume" in line, line
+
+
+_count("commands")  # tune on a benchmark that is not a grid
+
+
+def test_tune_on_a_recipe_benchmark_is_one_error_line(tmp_path, capsys):
+    assert _main(["experiment", "tune", "quick", "--out", tmp_path]) == 2
+    assert "quick is not a grid benchmark" in _one_error_line(capsys)
+
+
+DATA_FOLDERS = ["missing", "a-file", "u.data-is-a-folder"]
+_count("commands", 2 * len(DATA_FOLDERS))
+
+
+def _data_folder(tmp_path: Path, kind: str) -> Path:
+    folder = tmp_path / "data"
+    if kind == "a-file":
+        _write(folder, "x")
+    elif kind == "u.data-is-a-folder":
+        (folder / "u.data").mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.parametrize("kind", DATA_FOLDERS)
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_an_unusable_data_folder_is_one_error_line(command, kind, tmp_path, capsys):
+    folder = _data_folder(tmp_path, kind)
+    argv = (["train", "maml", "--out", tmp_path / "o"] if command == "train"
+            else ["experiment", "run", "quick", "--out", tmp_path / "o"])
+    assert _main([*argv, "--data-path", folder]) == 1
+    assert str(folder) in _one_error_line(capsys)
+
+
+def _damage_study(path: Path, how: str):
+    """Damage the study file ``path`` (after a finished tuning); returns a clean-up."""
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    elif how == "corrupt":
+        path.write_bytes(b"not a database " * 200)
+    else:  # locked: another process is writing it
+        holder = sqlite3.connect(path, timeout=0.1)
+        holder.execute("BEGIN EXCLUSIVE")
+        return holder.close
+    return lambda: None
+
+
+STUDY_FILES = [("truncated", "it is damaged"), ("corrupt", "it is damaged"),
+               ("locked", "another process holds it")]
+_count("studies", len(STUDY_FILES))
+
+
+@pytest.mark.parametrize("how, match", STUDY_FILES, ids=[h for h, _ in STUDY_FILES])
+def test_a_damaged_or_locked_study_is_one_error_line(how, match, tmp_path, monkeypatch,
+                                                     capsys):
+    _fake_tuning(monkeypatch)
+    assert _main([*TUNE, "--trials", "2", "--out", tmp_path]) == 0
+    study = tuning.study_file(tmp_path, "fair-synthetic", "item_mean")
+    release = _damage_study(study, how)
+    capsys.readouterr()
+    try:
+        code = _main([*TUNE, "--trials", "3", "--resume", "--out", tmp_path])
+    finally:
+        release()
+    line = _one_error_line(capsys)
+    assert code == 1 and str(study) in line and match in line, line
+
+
+# ----------------------------------------------------------------------------- interruptions
+def _interrupt_on(monkeypatch, name: str, how: str) -> list[str]:
+    """Fake training of recipe studies; method ``name`` is interrupted (Ctrl-C or SIGTERM)."""
+    calls = []
+
+    def train(method, data, seed, **kwargs):
+        calls.append(method.name)
+        if method.name == name:
+            if how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises here
+            raise KeyboardInterrupt
+        return method.name, 0.5
+
+    def evaluate(learner, data, scenarios, steps=None):
+        return [{"scenario": s, "n_tasks": 1, "mae": 1.0, "rmse": 1.0, "ndcg@1": 0.5,
+                 "ndcg@3": 0.5} for s in scenarios]
+
+    monkeypatch.setattr(recipe_study_module, "train_method", train)
+    monkeypatch.setattr(recipe_study_module, "evaluate_scenarios", evaluate)
+    monkeypatch.setattr(recipe_study_module, "prepare_benchmark",
+                        lambda config, seed: SimpleNamespace(dataset=SimpleNamespace(
+                            name="synthetic")))
+    return calls
+
+
+_count("commands", 2)  # experiment run: Ctrl-C, SIGTERM
+
+
+@pytest.mark.parametrize("how, status", [("ctrl-c", 130), ("sigterm", 143)])
+def test_an_interrupted_run_keeps_its_rows_and_says_how_to_resume(how, status, tmp_path,
+                                                                   monkeypatch, capsys):
+    run = ["experiment", "run", "quick", "--methods", "popularity", "mf", "--out", tmp_path]
+    _interrupt_on(monkeypatch, "mf", how)
+    assert _main(run) == status
+    line = _one_error_line(capsys)
+    assert "--resume" in line and str(tmp_path) in line, line
+    assert set(pd.read_csv(tmp_path / "quick.csv")["method"]) == {"popularity"}
+    calls = _interrupt_on(monkeypatch, "none", how)
+    assert _main([*run, "--resume"]) == 0 and calls == ["mf"]
