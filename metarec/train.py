@@ -20,7 +20,8 @@ Training is :func:`metarec.experiments.train_method`, the core of every study (e
 on the validation users' MAE, the best epoch's weights restored), here with the model, learner
 and optimizer created inside ``strategy.scope()``; the files are stored with
 :mod:`metarec.experiments.store` (checked before training, written atomically, another run's
-files replaced only with ``--overwrite``). With several workers, every worker runs the same
+files replaced only with ``--overwrite``; a lock file refuses a second run into the same
+``--out`` while the first is writing it). With several workers, every worker runs the same
 command and only worker 0 writes files.
 
 Why this module stands apart from :mod:`metarec.experiments`: a study loops over seeds and
@@ -33,6 +34,7 @@ job, as :mod:`metarec.cli` is of ``data``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import tempfile
@@ -42,8 +44,8 @@ from typing import Any
 from metarec.cli_types import at_least
 from metarec.experiments.store import (
     atomic_replace,
-    check_writable,
     keep_previous,
+    output_lock,
     write_frame,
     write_text,
 )
@@ -118,8 +120,27 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
         strategy = distribute.make_strategy(strategy, devices=devices)
     else:
         name = type(strategy).__name__
+    out = Path(out)
+    chief = distribute.is_chief(strategy)
+    # Before any training (only worker 0 writes): the folder must be writable and no other
+    # run may be writing it (a lock until this run ends), and another run's files are replaced
+    # only with --overwrite.
+    with contextlib.ExitStack() as stack:
+        if chief:
+            stack.enter_context(output_lock(out, f"python -m metarec train {method}"))
+        keep_previous([out / f for f in OUTPUT_FILES], overwrite=overwrite, resumable=False)
+        return _train_and_write(method, out, chief, name, strategy, dataset=dataset,
+                                data_path=data_path, seed=seed, epochs=epochs,
+                                batch_size=batch_size, patience=patience, bucket=bucket)
+
+
+def _train_and_write(method: str, out: Path, chief: bool, name: str, strategy: Any, *,
+                     dataset: str, data_path: str | Path | None, seed: int, epochs: int | None,
+                     batch_size: int, patience: int, bucket: bool) -> dict[str, Any]:
+    """Train and evaluate (every worker), then write the files (worker 0)."""
     import pandas as pd
 
+    from metarec import distribute
     from metarec.experiments.methods import get_method
     from metarec.experiments.training import (
         evaluate_scenarios,
@@ -128,13 +149,6 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
         train_method,
     )
 
-    out = Path(out)
-    chief = distribute.is_chief(strategy)
-    # Before any training: another run's files are replaced only with --overwrite, and the
-    # folder must be writable (only worker 0 writes).
-    keep_previous([out / f for f in OUTPUT_FILES], overwrite=overwrite, resumable=False)
-    if chief:
-        check_writable(out)
     recipe = get_method(method)
     data = prepare(load_dataset(dataset, seed=seed, path=data_path), seed)
     learner, seconds = train_method(recipe, data, seed, epochs=epochs, batch_size=batch_size,

@@ -89,7 +89,10 @@ CATEGORIES = {
     "experiment runs": "error before training; finished results are kept and resumable",
     "command line": "one line on stderr, no traceback, exit status 2",
     "commands": "`train`, `experiment run|tune|when`: every number range-checked, every error "
-                "one `error:` line (exit status 1 or 2), never a traceback",
+                "one `error:` line (exit status 1 or 2; interrupted: 130/143, finished "
+                "results kept, how to resume), never a traceback",
+    "concurrency": "a folder (or benchmark, study file, point) another live run is writing "
+                   "is refused before anything runs; a dead run's lock is replaced",
     "studies": "a resumed tuning study keeps its larger budget; a damaged configs file or "
                "study is one `error:` line",
     "diverging training": "FloatingPointError; the model keeps its last finite weights",

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +24,8 @@ import pytest
 from metarec import cli
 from metarec.experiments import benchmarks as benchmarks_module
 from metarec.experiments import recipe_study as recipe_study_module
-from metarec.experiments import tuning
+from metarec.experiments import store, tuning
+from metarec.experiments import training as training_module
 
 #: Inputs tried by the tests of this file, by category (the table of bad inputs counts them).
 COMMAND_CASES: dict[str, int] = {}
@@ -239,3 +242,108 @@ def test_an_interrupted_run_keeps_its_rows_and_says_how_to_resume(how, status, t
     assert set(pd.read_csv(tmp_path / "quick.csv")["method"]) == {"popularity"}
     calls = _interrupt_on(monkeypatch, "none", how)
     assert _main([*run, "--resume"]) == 0 and calls == ["mf"]
+
+
+# ----------------------------------------------------------------------------- concurrency
+@pytest.fixture
+def live_pid():
+    """The id of a live process (not this one): the writer of a lock."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _lock(folder: Path, pid: int, key: str | None = None) -> Path:
+    name = store.LOCK_NAME if key is None else f".metarec.{key}.lock"
+    return _write(folder / name, json.dumps({"pid": pid, "host": socket.gethostname(),
+                                             "started": "2026-01-01 00:00:00",
+                                             "command": "python -m metarec train maml"}))
+
+
+def _no_training(monkeypatch) -> list[str]:
+    """``train`` without data or training: records the methods it would train."""
+    calls = []
+
+    def train(method, data, seed, **kwargs):
+        calls.append(method.name)
+        raise KeyboardInterrupt  # stop there: nothing is written
+
+    monkeypatch.setattr(training_module, "load_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(training_module, "prepare", lambda *a, **k: None)
+    monkeypatch.setattr(training_module, "train_method", train)
+    return calls
+
+
+_count("concurrency", 6)
+
+
+def test_train_refuses_a_folder_another_run_is_writing(tmp_path, monkeypatch, capsys,
+                                                       live_pid):
+    calls = _no_training(monkeypatch)
+    lock = _lock(tmp_path, live_pid)
+    assert _main(["train", "maml", "--dataset", "synthetic", "--out", tmp_path]) == 2
+    line = _one_error_line(capsys)
+    assert f"process {live_pid}" in line and "being written by another run" in line, line
+    assert calls == [] and lock.exists()  # nothing trained; the other run's lock kept
+    lock.write_text(lock.read_text().replace(str(live_pid), str(_dead_pid())))  # it died
+    assert _main(["train", "maml", "--dataset", "synthetic", "--out", tmp_path]) == 130
+    assert calls == ["maml"]  # the stale lock was replaced, the run went on
+    assert not lock.exists()  # and its own lock is removed on the way out
+
+
+def test_experiment_run_refuses_a_benchmark_another_run_is_writing(tmp_path, monkeypatch,
+                                                                   capsys, live_pid):
+    run = ["experiment", "run", "quick", "--methods", "popularity", "--out", tmp_path]
+    calls = _interrupt_on(monkeypatch, "none", "ctrl-c")
+    lock = _lock(tmp_path, live_pid, "run-quick")
+    assert _main(run) == 2 and calls == []
+    assert "(run-quick) is being written by another run" in _one_error_line(capsys)
+    lock.unlink()
+    _lock(tmp_path, live_pid, "run-melu-synthetic")  # another benchmark: side by side
+    assert _main(run) == 0 and calls == ["popularity"]
+    assert not lock.exists()
+
+
+def test_tunings_of_one_study_file_are_one_at_a_time(tmp_path, monkeypatch, capsys, live_pid):
+    _fake_tuning(monkeypatch)
+    _lock(tmp_path, live_pid, "tune-fair-synthetic-item_mean.tuner0")
+    assert _main([*TUNE, "--trials", "2", "--out", tmp_path]) == 2
+    assert "is being written by another run" in _one_error_line(capsys)
+    other = ["experiment", "tune", "fair-synthetic", "--models", "mf", "--schemes", "maml"]
+    assert _main([*other, "--trials", "2", "--out", tmp_path]) == 0  # another model's file
+
+
+def test_when_refuses_a_point_another_run_is_writing(tmp_path, capsys, live_pid):
+    from metarec.experiments import when_study
+
+    point = next(iter(when_study.POINTS))
+    _lock(tmp_path / when_study.BENCHMARK, live_pid, f"when-{point}")
+    assert _main(["experiment", "when", "--points", point, "--out", tmp_path]) == 2
+    assert "is being written by another run" in _one_error_line(capsys)
+
+
+def test_output_lock_is_removed_on_error_and_refuses_nested_use(tmp_path):
+    with pytest.raises(RuntimeError), store.output_lock(tmp_path, "a"):
+        assert (tmp_path / store.LOCK_NAME).exists()
+        with pytest.raises(store.FolderLocked, match=f"process {os.getpid()}"), \
+                store.output_lock(tmp_path, "b"):
+            pass
+        raise RuntimeError("a run failing")
+    assert not (tmp_path / store.LOCK_NAME).exists()
+
+
+_count("commands")  # train into a folder it cannot write: refused before training
+
+
+def test_train_checks_out_before_training(tmp_path, monkeypatch, capsys):
+    calls = _no_training(monkeypatch)
+    blocker = _write(tmp_path / "a-file", "x")
+    assert _main(["train", "maml", "--dataset", "synthetic", "--out", blocker / "sub"]) == 2
+    assert "Choose another --out folder" in _one_error_line(capsys) and calls == []
