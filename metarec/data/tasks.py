@@ -304,7 +304,7 @@ def check_task_arguments(where: str, ratings: pd.DataFrame, *, min_ratings: int,
                          query_ratings: pd.DataFrame | None = None,
                          group_by: str = "user_id") -> None:
     """The checks of task construction, shared by :func:`build_tasks` and
-    :meth:`TaskStream.from_ratings <metarec.data.pipeline.TaskStream.from_ratings>`.
+    :meth:`metarec.data.pipeline.TaskStream.from_ratings`.
 
     Same rules, same messages (prefixed by ``where``, the caller's name): the columns of
     ``ratings`` (and ``query_ratings``), integer ranges (``n_query >= 1``, ``max_support >= 1``,

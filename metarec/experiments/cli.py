@@ -116,8 +116,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def _locked(out: str | Path, command: str, keys: Iterable[str]) -> Iterator[None]:
-    """Reserve the files ``keys`` of ``out`` for this command (:func:`~metarec.experiments.
-    store.output_lock`: writable, no other live run writing them) until it ends."""
+    """Reserve the files ``keys`` of ``out`` for this command until it ends
+    (:func:`~metarec.experiments.store.output_lock`: writable, no other live run writing)."""
     from metarec.experiments.store import output_lock
 
     with contextlib.ExitStack() as stack:
