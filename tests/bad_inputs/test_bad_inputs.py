@@ -93,6 +93,8 @@ CATEGORIES = {
                 "results kept, how to resume), never a traceback",
     "concurrency": "a folder (or benchmark, study file, point) another live run is writing "
                    "is refused before anything runs; a dead run's lock is replaced",
+    "strategies": "`--devices` bounded, fewer tasks than replicas refused: ValueError "
+                  "before training (no hang, no NaN loss)",
     "studies": "a resumed tuning study keeps its larger budget; a damaged configs file or "
                "study is one `error:` line",
     "diverging training": "FloatingPointError; the model keeps its last finite weights",

@@ -347,3 +347,46 @@ def test_train_checks_out_before_training(tmp_path, monkeypatch, capsys):
     blocker = _write(tmp_path / "a-file", "x")
     assert _main(["train", "maml", "--dataset", "synthetic", "--out", blocker / "sub"]) == 2
     assert "Choose another --out folder" in _one_error_line(capsys) and calls == []
+
+
+# ----------------------------------------------------------------------------- strategies
+STRATEGY_CASES = [
+    (["--strategy", "mirrored", "--devices", "100000"], "devices must be an integer in [1, "),
+    (["--strategy", "default", "--devices", "2"], "for the 'mirrored' strategy only"),
+]
+_count("strategies", len(STRATEGY_CASES) + 3)
+
+
+@pytest.mark.parametrize("extra, match", STRATEGY_CASES, ids=[" ".join(e) for e, _ in
+                                                                STRATEGY_CASES])
+def test_train_strategy_set_up_fails_fast(extra, match, tmp_path, monkeypatch, capsys):
+    calls = _no_training(monkeypatch)
+    code = _main(["train", "maml", "--dataset", "synthetic", "--out", tmp_path / "o", *extra])
+    assert code == 2 and match in _one_error_line(capsys) and calls == []
+
+
+@pytest.mark.parametrize("devices, error", [(0, ValueError), (True, TypeError)])
+def test_make_strategy_checks_devices(devices, error):
+    from metarec import distribute
+
+    with pytest.raises(error, match="make_strategy: devices must be an integer in"):
+        distribute.make_strategy("mirrored", devices=devices)
+
+
+def test_fewer_tasks_than_replicas_is_refused_before_training():
+    import keras
+    import numpy as np
+
+    from metarec.data import FeatureEncoder, build_tasks, make_synthetic
+    from metarec.meta import MAML
+    from metarec.models import build_model
+
+    ds = make_synthetic(seed=0, n_users=30, n_items=40, ratings_per_user=(15, 25))
+    encoder = FeatureEncoder().fit(ds, ds.ratings)
+    tasks = build_tasks(ds.ratings, encoder, seed=0).subset(np.arange(3))
+    keras.utils.set_random_seed(0)
+    model = build_model("mf", encoder.spec)
+    learner = MAML(model, inner_lr=0.1, adapt=model.ADAPT)
+    four_replicas = SimpleNamespace(num_replicas_in_sync=4)  # refused before it is used
+    with pytest.raises(ValueError, match="3 task\\(s\\) cannot feed the 4 replicas"):
+        learner.fit(tasks, epochs=1, batch_size=4, verbose=0, strategy=four_replicas)
