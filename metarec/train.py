@@ -5,7 +5,9 @@ The same run on one device or under a ``tf.distribute`` strategy writes the same
     OUT/learner/          the trained learner (MetaLearner.save; load with load_learner)
     OUT/history.csv       one row per epoch: loss, val_mae, val_rmse, val_ndcg@k
     OUT/results.csv       one row per scenario: MAE, RMSE, nDCG@1, nDCG@3 after adaptation
-    OUT/run.json          method, dataset, seed, strategy, replicas, training time
+    OUT/run.json          method, dataset and data source (official release with its checksum,
+                          or the custom --data-path folder and the sha256 of its rating
+                          file), seed, strategy, replicas, training time
 
 Examples::
 
@@ -95,8 +97,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        patience=args.patience, strategy=args.strategy, devices=args.devices,
                        bucket=args.bucket, overwrite=args.overwrite)
     if run["wrote"]:
-        print(f"{run['method']} on {run['dataset']} ({run['strategy']}, {run['replicas']} "
-              f"replica(s)): {run['epochs_run']} epochs in {run['train_seconds']:.1f} s; "
+        from metarec.data.movielens import describe_source
+
+        print(f"{run['method']} on {describe_source(run['data_source'])} ({run['strategy']}, "
+              f"{run['replicas']} replica(s)): {run['epochs_run']} epochs in "
+              f"{run['train_seconds']:.1f} s; "
               f"user-cold MAE {run['user_cold_mae']:.4f}; wrote {', '.join(OUTPUT_FILES)} "
               f"into {args.out}")
     return 0
@@ -141,6 +146,7 @@ def _train_and_write(method: str, out: Path, chief: bool, name: str, strategy: A
     import pandas as pd
 
     from metarec import distribute
+    from metarec.data.movielens import data_source
     from metarec.experiments.methods import get_method
     from metarec.experiments.training import (
         evaluate_scenarios,
@@ -155,7 +161,8 @@ def _train_and_write(method: str, out: Path, chief: bool, name: str, strategy: A
                                     patience=patience, strategy=strategy, bucket=bucket)
     history = learner.history.history if learner.history is not None else {}
     rows = evaluate_scenarios(learner, data, steps=recipe.test_steps)
-    run = {"method": recipe.name, "dataset": data.dataset.name, "seed": seed,
+    run = {"method": recipe.name, "dataset": data.dataset.name,
+           "data_source": data_source(data.dataset.name, data.dataset.source), "seed": seed,
            "strategy": name, "replicas": int(strategy.num_replicas_in_sync),
            "batch_size": batch_size, "bucket": bool(bucket),
            "epochs_run": len(history.get("loss", [])), "train_seconds": seconds,

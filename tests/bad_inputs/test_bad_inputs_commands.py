@@ -8,6 +8,7 @@ training and tuning replaced by fakes where the bookkeeping is under test, so th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -390,3 +391,18 @@ def test_fewer_tasks_than_replicas_is_refused_before_training():
     four_replicas = SimpleNamespace(num_replicas_in_sync=4)  # refused before it is used
     with pytest.raises(ValueError, match="3 task\\(s\\) cannot feed the 4 replicas"):
         learner.fit(tasks, epochs=1, batch_size=4, verbose=0, strategy=four_replicas)
+
+
+# ----------------------------------------------------------------------------- provenance
+def test_data_source_names_the_release_or_the_custom_file(tmp_path, mlfix):
+    from metarec.data.movielens import data_source, describe_source
+
+    official = data_source("ml-100k")
+    assert official["kind"] == "official" and official["archive_sha256"].startswith("50d2a9")
+    folder = mlfix.write(tmp_path, "ml-100k")
+    custom = data_source("synthetic", folder)  # the format is detected, as the loader does
+    digest = hashlib.sha256((folder / "u.data").read_bytes()).hexdigest()
+    assert custom == {"kind": "custom", "name": "ml-100k", "path": str(folder.absolute()),
+                      "rating_file": "u.data", "sha256": digest}
+    assert str(folder.absolute()) in describe_source(custom)
+
