@@ -23,13 +23,18 @@ defines it free of TensorFlow at import time: import heavy modules inside ``func
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from metarec.cli_types import at_least
 
-__all__ = ["REGISTRARS", "build_parser", "format_stats", "main", "register_data_commands"]
+__all__ = ["REGISTRARS", "Terminated", "build_parser", "format_stats", "main",
+           "register_data_commands"]
 
 Registrar = Callable[[Any], None]  # receives the object returned by add_subparsers()
 
@@ -96,12 +101,47 @@ def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.Argu
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is (as Ctrl-C raises ``KeyboardInterrupt``), so the same
+    clean-up runs: temporary files removed, finished results kept. Exit status 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
+    """The one line of an interrupted command: what is kept and how to go on."""
+    how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
+    if hasattr(args, "resume"):
+        return (f"{how}: the finished results are kept in {getattr(args, 'out', 'the output')}"
+                "; run the same command with --resume to continue.")
+    return (f"{how}: no results were written (the learner is saved at the end of training); "
+            "run the same command again to train.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
-    0 success; 1 a data error (missing or damaged files) or a diverged training; 2 a mistake in
-    the command (as argparse): unknown name, bad number, results that exist already. Each
-    error is one line on stderr, never a traceback.
+    0 success; 1 a data error (missing or damaged files, a damaged tuning study) or a diverged
+    training; 2 a mistake in the command (as argparse): unknown name, bad number, results that
+    exist already, an output folder another run is writing; 130 interrupted (Ctrl-C), 143
+    terminated (SIGTERM), with finished results kept and a line saying how to resume. Each
+    error is one line on stderr, never a traceback (``METAREC_TRACEBACK=1`` shows the traceback
+    of an unexpected error).
 
     Examples
     --------
@@ -114,17 +154,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A user's mistake or a problem with their data gets one message, no traceback: exit 2
     # (like argparse) for a bad argument or an existing/unwritable results file, 1 for bad
     # data or a diverged training.
-    try:
-        return int(args.func(args) or 0)
-    except DataError as err:
-        _print_error(parser, err)
-        return 1
-    except ArithmeticError as err:  # FloatingPointError: training diverged
-        _print_error(parser, err)
-        return 1
-    except (ValueError, TypeError, OSError) as err:
-        _print_error(parser, err)
-        return 2
+    with _sigterm_raises():
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt as err:
+            print(f"error: {_interrupted(args, err)}", file=sys.stderr)
+            return 143 if isinstance(err, Terminated) else 130
+        except DataError as err:
+            _print_error(parser, err)
+            return 1
+        except ArithmeticError as err:  # FloatingPointError: training diverged
+            _print_error(parser, err)
+            return 1
+        except (ValueError, TypeError, OSError) as err:
+            _print_error(parser, err)
+            return 2
+        except Exception as err:  # an unforeseen case: still one line (the bug report's)
+            if os.environ.get("METAREC_TRACEBACK"):
+                raise
+            print(f"error: unexpected {type(err).__name__}: {err} (set METAREC_TRACEBACK=1 to "
+                  "see where; please report it)", file=sys.stderr)
+            return 1
 
 
 def _print_error(parser: argparse.ArgumentParser, err: BaseException) -> None:

@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorflow as tf
 
+from metarec._validate import check_int
+
 # Strategy names accepted by make_strategy and ``python -m metarec train --strategy``: defined
 # beside the command line, which must not import TensorFlow.
 from metarec.train import STRATEGIES
@@ -64,6 +66,7 @@ __all__ = [
     "is_chief",
     "is_default_strategy",
     "make_strategy",
+    "max_logical_cpus",
     "resolve_strategy",
     "split_batch",
     "steps_per_epoch",
@@ -95,6 +98,12 @@ def configure_logical_cpus(n: int) -> None:
         ) from err
 
 
+def max_logical_cpus() -> int:
+    """The most logical CPU devices :func:`make_strategy` splits the CPU into: the cores of
+    this machine, at least 8 (the replicas share the cores; demonstrations use 2 to 4)."""
+    return max(os.cpu_count() or 1, 8)
+
+
 def make_strategy(name: str = "mirrored", devices: int | None = None) -> tf.distribute.Strategy:
     """Create a distribution strategy by name.
 
@@ -108,7 +117,8 @@ def make_strategy(name: str = "mirrored", devices: int | None = None) -> tf.dist
         machine, every worker runs the same command).
     devices : int, optional
         ``"mirrored"`` on a machine without GPUs: first split the CPU into this many logical
-        devices (:func:`configure_logical_cpus`; must happen before TensorFlow starts).
+        devices (:func:`configure_logical_cpus`; must happen before TensorFlow starts); at
+        most :func:`max_logical_cpus`, else a ``ValueError`` before anything starts.
 
     Examples
     --------
@@ -122,6 +132,10 @@ def make_strategy(name: str = "mirrored", devices: int | None = None) -> tf.dist
         if name != "mirrored":
             raise ValueError("devices= splits the CPU for the 'mirrored' strategy only; "
                              f"got strategy {name!r}.")
+        limit = max_logical_cpus()
+        check_int("make_strategy", "devices", devices, 1, limit,
+                  why=f"(logical CPU devices share this machine's {os.cpu_count() or 1} "
+                      "cores: more give no speed-up, and thousands make TensorFlow hang)")
         configure_logical_cpus(devices)
     if name == "default":
         return tf.distribute.get_strategy()

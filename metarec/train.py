@@ -5,7 +5,9 @@ The same run on one device or under a ``tf.distribute`` strategy writes the same
     OUT/learner/          the trained learner (MetaLearner.save; load with load_learner)
     OUT/history.csv       one row per epoch: loss, val_mae, val_rmse, val_ndcg@k
     OUT/results.csv       one row per scenario: MAE, RMSE, nDCG@1, nDCG@3 after adaptation
-    OUT/run.json          method, dataset, seed, strategy, replicas, training time
+    OUT/run.json          method, dataset and data source (official release with its checksum,
+                          or the custom --data-path folder and the sha256 of its rating
+                          file), seed, strategy, replicas, training time
 
 Examples::
 
@@ -20,7 +22,8 @@ Training is :func:`metarec.experiments.train_method`, the core of every study (e
 on the validation users' MAE, the best epoch's weights restored), here with the model, learner
 and optimizer created inside ``strategy.scope()``; the files are stored with
 :mod:`metarec.experiments.store` (checked before training, written atomically, another run's
-files replaced only with ``--overwrite``). With several workers, every worker runs the same
+files replaced only with ``--overwrite``; a lock file refuses a second run into the same
+``--out`` while the first is writing it). With several workers, every worker runs the same
 command and only worker 0 writes files.
 
 Why this module stands apart from :mod:`metarec.experiments`: a study loops over seeds and
@@ -33,16 +36,18 @@ job, as :mod:`metarec.cli` is of ``data``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from metarec.cli_types import at_least
 from metarec.experiments.store import (
     atomic_replace,
-    check_writable,
     keep_previous,
+    output_lock,
     write_frame,
     write_text,
 )
@@ -67,14 +72,17 @@ def register_train_commands(subparsers: Any) -> None:
     p.add_argument("method", help="a method name (see `python -m metarec experiment list`)")
     p.add_argument("--dataset", default="ml-100k", help="synthetic, ml-100k or ml-1m")
     p.add_argument("--data-path", type=Path, help="a custom folder in MovieLens format")
-    p.add_argument("--seed", type=int, default=0, help="split, initialisation and task order")
-    p.add_argument("--epochs", type=int, help="override the method's epochs")
-    p.add_argument("--batch-size", type=int, default=32, help="global meta-batch (all replicas)")
-    p.add_argument("--patience", type=int, default=3, help="early-stopping patience (epochs)")
+    p.add_argument("--seed", type=at_least(0), default=0,
+                   help="split, initialisation and task order")
+    p.add_argument("--epochs", type=at_least(1), help="override the method's epochs")
+    p.add_argument("--batch-size", type=at_least(1), default=32,
+                   help="global meta-batch (all replicas)")
+    p.add_argument("--patience", type=at_least(0), default=3,
+                   help="early-stopping patience (epochs)")
     p.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="default: one device; mirrored: every GPU of this machine (or the "
                         "--devices logical CPUs); multi-worker: the machines named in TF_CONFIG")
-    p.add_argument("--devices", type=int,
+    p.add_argument("--devices", type=at_least(1),
                    help="mirrored without GPUs: split the CPU into this many logical devices")
     p.add_argument("--bucket", action="store_true",
                    help="group tasks by support size (each meta-batch pads to its own longest)")
@@ -89,8 +97,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        patience=args.patience, strategy=args.strategy, devices=args.devices,
                        bucket=args.bucket, overwrite=args.overwrite)
     if run["wrote"]:
-        print(f"{run['method']} on {run['dataset']} ({run['strategy']}, {run['replicas']} "
-              f"replica(s)): {run['epochs_run']} epochs in {run['train_seconds']:.1f} s; "
+        from metarec.data.movielens import describe_source
+
+        print(f"{run['method']} on {describe_source(run['data_source'])} ({run['strategy']}, "
+              f"{run['replicas']} replica(s)): {run['epochs_run']} epochs in "
+              f"{run['train_seconds']:.1f} s; "
               f"user-cold MAE {run['user_cold_mae']:.4f}; wrote {', '.join(OUTPUT_FILES)} "
               f"into {args.out}")
     return 0
@@ -114,8 +125,28 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
         strategy = distribute.make_strategy(strategy, devices=devices)
     else:
         name = type(strategy).__name__
+    out = Path(out)
+    chief = distribute.is_chief(strategy)
+    # Before any training (only worker 0 writes): the folder must be writable and no other
+    # run may be writing it (a lock until this run ends), and another run's files are replaced
+    # only with --overwrite.
+    with contextlib.ExitStack() as stack:
+        if chief:
+            stack.enter_context(output_lock(out, f"python -m metarec train {method}"))
+        keep_previous([out / f for f in OUTPUT_FILES], overwrite=overwrite, resumable=False)
+        return _train_and_write(method, out, chief, name, strategy, dataset=dataset,
+                                data_path=data_path, seed=seed, epochs=epochs,
+                                batch_size=batch_size, patience=patience, bucket=bucket)
+
+
+def _train_and_write(method: str, out: Path, chief: bool, name: str, strategy: Any, *,
+                     dataset: str, data_path: str | Path | None, seed: int, epochs: int | None,
+                     batch_size: int, patience: int, bucket: bool) -> dict[str, Any]:
+    """Train and evaluate (every worker), then write the files (worker 0)."""
     import pandas as pd
 
+    from metarec import distribute
+    from metarec.data.movielens import data_source
     from metarec.experiments.methods import get_method
     from metarec.experiments.training import (
         evaluate_scenarios,
@@ -124,20 +155,14 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
         train_method,
     )
 
-    out = Path(out)
-    chief = distribute.is_chief(strategy)
-    # Before any training: another run's files are replaced only with --overwrite, and the
-    # folder must be writable (only worker 0 writes).
-    keep_previous([out / f for f in OUTPUT_FILES], overwrite=overwrite, resumable=False)
-    if chief:
-        check_writable(out)
     recipe = get_method(method)
     data = prepare(load_dataset(dataset, seed=seed, path=data_path), seed)
     learner, seconds = train_method(recipe, data, seed, epochs=epochs, batch_size=batch_size,
                                     patience=patience, strategy=strategy, bucket=bucket)
     history = learner.history.history if learner.history is not None else {}
     rows = evaluate_scenarios(learner, data, steps=recipe.test_steps)
-    run = {"method": recipe.name, "dataset": data.dataset.name, "seed": seed,
+    run = {"method": recipe.name, "dataset": data.dataset.name,
+           "data_source": data_source(data.dataset.name, data.dataset.source), "seed": seed,
            "strategy": name, "replicas": int(strategy.num_replicas_in_sync),
            "batch_size": batch_size, "bucket": bool(bucket),
            "epochs_run": len(history.get("loss", [])), "train_seconds": seconds,

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metarec.data.cache import ensure_dataset
+from metarec.data.cache import ensure_dataset, sha256_file
 from metarec.data.dataset import RatingsDataset
 from metarec.data.errors import DataError
 from metarec.data.registry import get_info
@@ -54,6 +54,8 @@ __all__ = [
     "ML1M_OCCUPATIONS",
     "RatingsDataset",
     "age_to_code",
+    "data_source",
+    "describe_source",
     "load_movielens",
     "load_movielens_folder",
     "read_movielens",
@@ -225,6 +227,62 @@ def read_movielens(name: str, folder: str | os.PathLike[str]) -> RatingsDataset:
     if name == "ml-1m":
         return _read_ml1m(folder)
     raise ValueError(f"Unknown MovieLens dataset {name!r}; choose 'ml-100k' or 'ml-1m'.")
+
+
+def data_source(name: str, path: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Where a run's ratings come from, for ``run.json`` and summary lines (provenance).
+
+    Parameters
+    ----------
+    name : str
+        ``"synthetic"``, ``"ml-100k"`` or ``"ml-1m"`` (the dataset, or with ``path`` the format;
+        ``"synthetic"`` with ``path`` detects the format as :func:`load_movielens_folder`).
+    path : path-like, optional
+        A custom folder in MovieLens format (``--data-path``).
+
+    Returns
+    -------
+    dict of str to str
+        ``kind`` is ``"official"`` (``name``, the release's ``archive_sha256`` and the
+        ``ratings_sha256`` of its rating file: the loader verifies both before use),
+        ``"custom"`` (``name`` the format, the absolute ``path``, the ``rating_file`` and its
+        ``sha256`` now) or ``"synthetic"``.
+
+    Examples
+    --------
+    >>> data_source("ml-100k")["archive_sha256"][:12]
+    '50d2a982c669'
+    >>> data_source("synthetic")
+    {'kind': 'synthetic', 'name': 'synthetic'}
+    """
+    if path is not None:
+        folder = Path(path).expanduser().absolute()
+        fmt = name if name in _FORMAT_FILES else _detect_format(folder)
+        rating_file = folder / _FORMAT_FILES[fmt]
+        try:
+            digest = sha256_file(rating_file)
+        except OSError as err:
+            raise DataError(f"{rating_file} cannot be read ({err.strerror or err}); pass a "
+                            "folder in MovieLens format with --data-path.") from None
+        return {"kind": "custom", "name": fmt, "path": str(folder),
+                "rating_file": rating_file.name, "sha256": digest}
+    if name not in _FORMAT_FILES:  # generated (make_synthetic): nothing read from disk
+        return {"kind": "synthetic", "name": name}
+    info = get_info(name)
+    member = next(m for m in info.members if m.endswith(f"/{_FORMAT_FILES[name]}"))
+    return {"kind": "official", "name": name, "archive_sha256": info.archive_sha256,
+            "ratings_sha256": info.members[member]}
+
+
+def describe_source(source: dict[str, str]) -> str:
+    """One line for :func:`data_source`'s record, e.g. ``official ml-100k (sha256 50d2a982...)``
+    or ``custom ml-100k copy /data/x (u.data sha256 1a2b3c4d...)``."""
+    if source["kind"] == "official":
+        return f"official {source['name']} (sha256 {source['archive_sha256'][:12]}...)"
+    if source["kind"] == "custom":
+        return (f"custom {source['name']} copy {source['path']} ({source['rating_file']} "
+                f"sha256 {source['sha256'][:12]}...)")
+    return source["name"]
 
 
 def _detect_format(folder: Path) -> str:

@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metarec._validate import check_int
 from metarec.data.buckets import bucket_ids
-from metarec.data.tasks import TaskBatch
+from metarec.data.tasks import TaskBatch, check_task_arguments
 
 __all__ = ["TaskStream"]
 
@@ -88,13 +89,10 @@ class TaskStream:
         bucket, n_buckets
             Batch tasks of similar support size together (:mod:`metarec.data.buckets`).
         """
-        for name in ("user_id", "item_id", "rating"):
-            if name not in ratings.columns:
-                raise ValueError(f"TaskStream: ratings lack the column {name!r}; pass a ratings "
-                                 "DataFrame of a RatingsDataset or a ColdStartSplit part.")
-        if min_ratings <= n_query:
-            raise ValueError(f"min_ratings={min_ratings} <= n_query={n_query} would leave users "
-                             "with an empty support set; use min_ratings >= n_query + 1.")
+        check_task_arguments("TaskStream.from_ratings", ratings, min_ratings=min_ratings,
+                             max_ratings=max_ratings, n_query=n_query, seed=seed,
+                             max_support=max_support)
+        check_int("TaskStream.from_ratings", "n_buckets", n_buckets, 1)
         users = ratings["user_id"].to_numpy(np.int64)
         rng = np.random.default_rng(seed)
         # Group by user with a random order inside each user: one sort, no loop over users.
@@ -104,8 +102,8 @@ class TaskStream:
         counts = np.diff(np.r_[starts, len(users)])
         keep = (counts >= min_ratings) & (counts <= max_ratings)
         if not keep.any():
-            raise ValueError(f"TaskStream: no user has {min_ratings}..{max_ratings} ratings; "
-                             "check min_ratings and max_ratings.")
+            raise ValueError(f"TaskStream.from_ratings: no user has {min_ratings}..{max_ratings} "
+                             "ratings; check min_ratings and max_ratings.")
         starts, counts = starts[keep], counts[keep]
         lengths = counts if max_support is None else np.minimum(counts, n_query + max_support)
         offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)

@@ -277,11 +277,8 @@ class TaskSet(Sequence[Task]):
         }
 
 
-def _check_int(name: str, value: Any, low: int, why: str = "") -> None:
-    check_int("build_tasks", name, value, low, why=why)
-
-
-def _check_no_duplicates(ratings: pd.DataFrame, query_ratings: pd.DataFrame | None) -> None:
+def _check_no_duplicates(where: str, ratings: pd.DataFrame,
+                         query_ratings: pd.DataFrame | None) -> None:
     """Refuse a (user, item) pair rated twice: it could be in a task's support and query set."""
     pairs = ratings[["user_id", "item_id"]]
     if query_ratings is not None:
@@ -289,15 +286,69 @@ def _check_no_duplicates(ratings: pd.DataFrame, query_ratings: pd.DataFrame | No
     dup = pairs.duplicated(keep=False)
     if dup.any():
         user, item = (int(v) for v in pairs[dup].iloc[0])
-        where = ("ratings and query_ratings" if query_ratings is not None
-                 and ((query_ratings["user_id"] == user) & (query_ratings["item_id"] == item)).any()
-                 and ((ratings["user_id"] == user) & (ratings["item_id"] == item)).any()
-                 else "the ratings")
+        where_dup = ("ratings and query_ratings" if query_ratings is not None
+                     and ((query_ratings["user_id"] == user)
+                          & (query_ratings["item_id"] == item)).any()
+                     and ((ratings["user_id"] == user) & (ratings["item_id"] == item)).any()
+                     else "the ratings")
         raise ValueError(
-            f"build_tasks: {int(pairs.duplicated().sum())} (user, item) pair(s) are rated more "
-            f"than once (first: user {user}, item {item}, in {where}); one rating could land in "
-            "both the support and the query set of a task (leakage). Keep one row per pair, "
-            "e.g. ratings.drop_duplicates(['user_id', 'item_id'], keep='last').")
+            f"{where}: {int(pairs.duplicated().sum())} (user, item) pair(s) are rated more "
+            f"than once (first: user {user}, item {item}, in {where_dup}); one rating could "
+            "land in both the support and the query set of a task (leakage). Keep one row per "
+            "pair, e.g. ratings.drop_duplicates(['user_id', 'item_id'], keep='last').")
+
+
+def check_task_arguments(where: str, ratings: pd.DataFrame, *, min_ratings: int,
+                         max_ratings: int, n_query: int, seed: int,
+                         support_size: int | None = None, max_support: int | None = None,
+                         query_ratings: pd.DataFrame | None = None,
+                         group_by: str = "user_id") -> None:
+    """The checks of task construction, shared by :func:`build_tasks` and
+    :meth:`metarec.data.pipeline.TaskStream.from_ratings`.
+
+    Same rules, same messages (prefixed by ``where``, the caller's name): the columns of
+    ``ratings`` (and ``query_ratings``), integer ranges (``n_query >= 1``, ``max_support >= 1``,
+    ...), ``min_ratings <= max_ratings``, ``min_ratings > n_query``, ``support_size`` and
+    ``max_support`` not both, ``group_by`` a known column, and no (user, item) pair rated twice
+    (leakage between support and query set). Raises ``TypeError``/``ValueError``.
+
+    Examples
+    --------
+    >>> check_task_arguments("build_tasks", ratings, min_ratings=13, max_ratings=100,
+    ...                      n_query=10, seed=0)    # doctest: +SKIP
+    """
+    for name in ("user_id", "item_id", "rating"):
+        if name not in ratings.columns:
+            raise ValueError(f"{where}: ratings lack the column {name!r}; expected the "
+                             "ratings DataFrame of a RatingsDataset or a ColdStartSplit part.")
+    check_int(where, "min_ratings", min_ratings, 1)
+    check_int(where, "max_ratings", max_ratings, 1)
+    check_int(where, "n_query", n_query, 1,
+              why="(a task needs a query set to score the adapted model)")
+    check_int(where, "seed", seed, 0)
+    if support_size is not None:
+        check_int(where, "support_size", support_size, 1,
+                  why="(an empty support set cannot be adapted on)")
+    if max_support is not None:
+        check_int(where, "max_support", max_support, 1,
+                  why="(an empty support set cannot be adapted on)")
+    if support_size is not None and max_support is not None:
+        raise ValueError(f"{where}: give support_size (exactly that many support ratings) "
+                         "or max_support (at most that many), not both.")
+    if min_ratings > max_ratings:
+        raise ValueError(f"{where}: min_ratings={min_ratings} > max_ratings={max_ratings} "
+                         "keeps no user; use min_ratings <= max_ratings.")
+    if group_by not in ("user_id", "item_id"):
+        raise ValueError(f"{where}: group_by must be 'user_id' or 'item_id', got {group_by!r}.")
+    if query_ratings is not None:
+        for name in ("user_id", "item_id", "rating"):
+            if name not in query_ratings.columns:
+                raise ValueError(f"{where}: query_ratings lack the column {name!r}.")
+    _check_no_duplicates(where, ratings, query_ratings)
+    if query_ratings is None and min_ratings <= n_query:
+        raise ValueError(
+            f"{where}: min_ratings={min_ratings} <= n_query={n_query} would leave users with "
+            "an empty support set; use min_ratings >= n_query + 1.")
 
 
 def build_tasks(
@@ -352,35 +403,10 @@ def build_tasks(
     >>> batch = next(tasks.batches(32))                     # doctest: +SKIP
     >>> batch.support_x["item_genres"].shape                # [T, S, G]  # doctest: +SKIP
     """
-    for name in ("user_id", "item_id", "rating"):
-        if name not in ratings.columns:
-            raise ValueError(f"build_tasks: ratings lack the column {name!r}; expected the "
-                             "ratings DataFrame of a RatingsDataset or a ColdStartSplit part.")
-    _check_int("min_ratings", min_ratings, 1)
-    _check_int("max_ratings", max_ratings, 1)
-    _check_int("n_query", n_query, 1, "(a task needs a query set to score the adapted model)")
-    _check_int("seed", seed, 0)
-    if support_size is not None:
-        _check_int("support_size", support_size, 1,
-                   "(an empty support set cannot be adapted on)")
-    if max_support is not None:
-        _check_int("max_support", max_support, 1, "(an empty support set cannot be adapted on)")
-    if support_size is not None and max_support is not None:
-        raise ValueError("build_tasks: give support_size (exactly that many support ratings) "
-                         "or max_support (at most that many), not both.")
-    if min_ratings > max_ratings:
-        raise ValueError(f"build_tasks: min_ratings={min_ratings} > max_ratings={max_ratings} "
-                         "keeps no user; use min_ratings <= max_ratings.")
-    if query_ratings is not None:
-        for name in ("user_id", "item_id", "rating"):
-            if name not in query_ratings.columns:
-                raise ValueError(f"build_tasks: query_ratings lack the column {name!r}.")
-    _check_no_duplicates(ratings, query_ratings)
-    if query_ratings is None and min_ratings <= n_query:
-        raise ValueError(
-            f"min_ratings={min_ratings} <= n_query={n_query} would leave users with an empty "
-            f"support set; use min_ratings >= n_query + 1."
-        )
+    check_task_arguments("build_tasks", ratings, min_ratings=min_ratings,
+                         max_ratings=max_ratings, n_query=n_query, seed=seed,
+                         support_size=support_size, max_support=max_support,
+                         query_ratings=query_ratings, group_by=group_by)
     rng = np.random.default_rng(seed)
 
     if query_ratings is None:
@@ -394,8 +420,6 @@ def build_tasks(
     fingerprint = getattr(encoder, "fingerprint", None)
     y_all = frame["rating"].to_numpy(np.float32)
     items_all = frame["item_id"].to_numpy(np.int64)
-    if group_by not in ("user_id", "item_id"):
-        raise ValueError(f"group_by must be 'user_id' or 'item_id', got {group_by!r}.")
     users_all = frame[group_by].to_numpy(np.int64)
 
     # Group row indices by user (stable order) without a Python loop over rows.

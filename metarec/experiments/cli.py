@@ -7,6 +7,8 @@ every command handler imports the study it runs, and TensorFlow with it, when it
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,18 @@ def _data_options(p: argparse.ArgumentParser) -> None:
                    help="TensorFlow threads (e.g. 1 to run two tunings side by side)")
 
 
+@contextlib.contextmanager
+def _locked(out: str | Path, command: str, keys: Iterable[str]) -> Iterator[None]:
+    """Reserve the files ``keys`` of ``out`` for this command until it ends
+    (:func:`~metarec.experiments.store.output_lock`: writable, no other live run writing)."""
+    from metarec.experiments.store import output_lock
+
+    with contextlib.ExitStack() as stack:
+        for key in sorted(set(keys)):
+            stack.enter_context(output_lock(out, command, key))
+        yield
+
+
 def _set_threads(n: int | None) -> None:
     if n:
         import tensorflow as tf
@@ -156,15 +170,18 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     config = _benchmark(args.name)
     if not config.grid:
-        print(f"{args.name} is not a grid benchmark; `tune` needs one (see `experiment list`).")
-        return 2
+        raise UsageError(f"{args.name} is not a grid benchmark; `tune` needs one (see "
+                         "`python -m metarec experiment list`).")
     config = replace(config, **_data_changes(args))
     _set_threads(args.threads)
     cells = grid_cells(args.models, args.schemes)
-    data = prepare_benchmark(config, TUNING_SEED)
-    configs = tune_grid(data, Path(args.out), config.name,
-                        n_trials=args.trials or config.n_trials, cells=cells, resume=args.resume,
-                        tuner_seed=args.tuner_seed, pruner=args.pruner)
+    # One tuning per study file at a time (tunings of other models may run side by side).
+    with _locked(args.out, f"python -m metarec experiment tune {args.name}",
+                 [f"tune-{config.name}-{c.model}.tuner{args.tuner_seed}" for c in cells]):
+        data = prepare_benchmark(config, TUNING_SEED)
+        configs = tune_grid(data, Path(args.out), config.name,
+                            n_trials=args.trials or config.n_trials, cells=cells,
+                            resume=args.resume, tuner_seed=args.tuner_seed, pruner=args.pruner)
     print(f"wrote {configs_path(args.out, config.name, args.tuner_seed)} ({len(configs)} cells)")
     for name, cfg in configs.items():
         print(f"  {name:22s} val MAE {cfg['val_mae']:.4f}  {cfg['n_trials']} trials "
@@ -194,13 +211,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = replace(config, **changes, **_data_changes(args))
     _set_threads(args.threads)
     out = Path(args.out)
-    if config.grid:
-        configs = args.configs or out / f"{config.name}.configs.json"
-        paths = run_grid(config, configs, out, cells=args.cells, resume=args.resume,
-                         overwrite=args.overwrite)
-        print("wrote " + ", ".join(str(p) for p in paths))
-        return 0
-    results = run_experiment(config, out_dir=out, resume=args.resume, overwrite=args.overwrite)
+    with _locked(out, f"python -m metarec experiment run {args.name}", [f"run-{config.name}"]):
+        if config.grid:
+            configs = args.configs or out / f"{config.name}.configs.json"
+            paths = run_grid(config, configs, out, cells=args.cells, resume=args.resume,
+                             overwrite=args.overwrite)
+            print("wrote " + ", ".join(str(p) for p in paths))
+            return 0
+        results = run_experiment(config, out_dir=out, resume=args.resume,
+                                 overwrite=args.overwrite)
     print(summary_table(results, ["mae", "ndcg@3"]).to_markdown())
     print(f"wrote {out / (config.name + '.csv')} and .md")
     return 0
@@ -213,14 +232,16 @@ def _cmd_noise(args: argparse.Namespace) -> int:
 
     config = _benchmark(args.name)
     if not config.grid:
-        print(f"{args.name} is not a grid benchmark; `noise` needs one (see `experiment list`).")
-        return 2
+        raise UsageError(f"{args.name} is not a grid benchmark; `noise` needs one (see "
+                         "`python -m metarec experiment list`).")
     changes = {} if args.seeds is None else {"seeds": tuple(args.seeds)}
     config = replace(config, **changes, **_data_changes(args))
     _set_threads(args.threads)
-    table = run_noise(config, args.out, tuner_seeds=args.tuner_seeds,
-                      cells=args.cells or NOISE_CELLS, resume=args.resume,
-                      overwrite=args.overwrite)
+    with _locked(args.out, f"python -m metarec experiment noise {args.name}",
+                 [f"noise-{config.name}"]):
+        table = run_noise(config, args.out, tuner_seeds=args.tuner_seeds,
+                          cells=args.cells or NOISE_CELLS, resume=args.resume,
+                          overwrite=args.overwrite)
     print(f"wrote {noise_path(args.out, config.name)} ({len(table)} rows)")
     print(noise_summary(table).to_string(index=False, float_format="%.4f"))
     return 0
@@ -230,9 +251,12 @@ def _cmd_when(args: argparse.Namespace) -> int:
     from metarec.experiments import when_study as when
 
     _set_threads(args.threads)
-    paths = when.run_when(args.out, points=args.points,
-                          seeds=tuple(args.seeds) if args.seeds else when.SEEDS,
-                          n_trials=args.trials or when.N_TRIALS, resume=args.resume,
-                          overwrite=args.overwrite, cost=not args.no_cost)
+    # One process per point at a time (points may run side by side in parallel processes).
+    with _locked(Path(args.out) / when.BENCHMARK, "python -m metarec experiment when",
+                 [f"when-{p}" for p in (args.points or when.POINTS) if p in when.POINTS]):
+        paths = when.run_when(args.out, points=args.points,
+                              seeds=tuple(args.seeds) if args.seeds else when.SEEDS,
+                              n_trials=args.trials or when.N_TRIALS, resume=args.resume,
+                              overwrite=args.overwrite, cost=not args.no_cost)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

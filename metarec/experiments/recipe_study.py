@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metarec.data.movielens import data_source
 from metarec.experiments.benchmarks import (
     BENCHMARKS,
     ExperimentConfig,
@@ -74,7 +75,9 @@ def run_experiment(config: ExperimentConfig | str, out_dir: str | Path | None = 
         check_writable(Path(out_dir))
         if resuming:
             rows, done = _previous_rows(config, paths)
-        write_text(paths["run"], json.dumps(_run_identity(config), indent=2) + "\n")
+        source = data_source(config.dataset, config.data_path)
+        write_text(paths["run"], json.dumps({**_run_identity(config), "data_source": source},
+                                            indent=2) + "\n")
     jobs = [(seed, m) for seed in config.seeds for m in methods if (seed, m.name) not in done]
     bar = progress_bar(len(jobs), enabled=progress)
     for seed in config.seeds:
@@ -146,6 +149,10 @@ def _previous_rows(config: ExperimentConfig, paths: dict[str, Path]
                          "--overwrite to start afresh.") from None
     now = json.loads(json.dumps(_run_identity(config)))  # tuples read back as lists
     changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
+    if "data_source" in before:  # runs since the record: the same data (a custom file's hash)
+        source = data_source(config.dataset, config.data_path)
+        if before["data_source"] != source:
+            changed["data_source"] = (before["data_source"], source)
     if changed:
         what = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
         raise ValueError(f"Cannot resume {paths['csv']}: it holds another run ({what}). Pass "

@@ -13,6 +13,10 @@ user's file"):
 * :func:`~metarec.experiments.keep_previous`: the resume/overwrite policy. Files of an earlier
   run are continued only with ``resume`` (``--resume``), replaced only with ``overwrite``
   (``--overwrite``), and otherwise refused with a ``FileExistsError`` before anything runs;
+* :func:`~metarec.experiments.store.output_lock`: one run writes a folder at a time. A lock
+  file holding the writer's process id is created before anything runs and removed on exit;
+  another run into the same folder is refused (:class:`~metarec.experiments.store.FolderLocked`)
+  unless the lock is stale (its process is dead);
 * ``progress_bar``: the bar over a study's (seed, method or cell) jobs.
 
 Example
@@ -29,11 +33,15 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import json
 import os
+import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +49,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "LOCK_NAME",
+    "FolderLocked",
     "atomic_replace",
     "check_writable",
     "keep_previous",
+    "output_lock",
     "progress_bar",
     "write_frame",
     "write_tables",
@@ -64,6 +75,91 @@ def check_writable(out_dir: str | Path) -> None:
     except OSError as err:
         raise OSError(f"Cannot write results into {out_dir}: {err.strerror or err}. Choose "
                       "another --out folder (nothing was trained).") from None
+
+
+#: The lock file of a folder a run is writing (see :func:`output_lock`).
+LOCK_NAME = ".metarec.lock"
+
+
+class FolderLocked(OSError):
+    """Another run, still alive, is writing the output folder."""
+
+
+def _holder(path: Path) -> dict[str, Any]:
+    try:
+        holder = json.loads(path.read_text())
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}  # being written this instant, or damaged: judged by its pid (none: stale)
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether the process of a lock may still run (another machine's: assumed alive)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: str | Path, command: str = "", key: str | None = None) -> Iterator[Path]:
+    """Reserve ``out_dir`` (or its files named by ``key``) for this run: checked writable, then
+    locked until the block ends.
+
+    The lock is the file :data:`LOCK_NAME` in ``out_dir`` (``.metarec.<key>.lock`` with a
+    ``key``: runs writing different files of one folder, such as two benchmarks in
+    ``results/``, go side by side), created exclusively and holding this process's id, host,
+    start time and ``command``; it is removed on exit (also on an error or Ctrl-C). A lock
+    whose process is dead (killed run) is stale: it is replaced. Raises ``OSError``
+    (:func:`check_writable`) or :class:`FolderLocked`, naming the other run and the fix,
+    before anything runs.
+
+    Example
+    -------
+    ::
+
+        with output_lock(out, "python -m metarec train maml"):
+            ...  # train, then write the results files
+    """
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    path = out_dir / (LOCK_NAME if key is None else f".metarec.{key}.lock")
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            if _alive(holder):
+                what = out_dir if key is None else f"{out_dir} ({key})"
+                raise FolderLocked(
+                    f"{what} is being written by another run (process {holder['pid']} on "
+                    f"{holder.get('host', '?')} since {holder.get('started', '?')}: "
+                    f"{holder.get('command') or 'a metarec command'}). Wait for it to finish "
+                    f"or choose another --out folder; if that run no longer exists, remove "
+                    f"{path}.") from None
+            path.unlink(missing_ok=True)  # stale: its process is dead
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(mine))
+        break
+    else:
+        raise FolderLocked(f"Could not lock {out_dir}: {path} keeps reappearing (another run "
+                           "starting at the same moment?); choose another --out folder.")
+    try:
+        yield path
+    finally:
+        if _holder(path).get("pid") == os.getpid():
+            path.unlink(missing_ok=True)
 
 
 def atomic_replace(path: str | Path, write: Callable[[str], None]) -> None:

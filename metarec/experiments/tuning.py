@@ -35,11 +35,13 @@ which ``python -m metarec experiment run`` reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+import warnings
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from typing import Any
 import keras
 import pandas as pd
 
+from metarec.data.errors import DataError
 from metarec.experiments.grid import (
     MAX_TEST_STEPS,
     PATIENCE,
@@ -201,6 +204,34 @@ def study_file(out_dir: str | Path, benchmark: str, model: str, tuner_seed: int 
     return Path(out_dir) / f"{benchmark}-tuning" / name
 
 
+class StudyFileError(DataError):
+    """An Optuna study file (SQLite) that cannot be used: damaged, or locked by another
+    process. The message names the file and the fix."""
+
+
+@contextlib.contextmanager
+def study_file_errors(path: str | Path) -> Iterator[None]:
+    """Turn the database errors of the study file ``path`` into a :class:`StudyFileError`."""
+    try:
+        yield
+    except Exception as err:
+        import sqlite3
+
+        import sqlalchemy.exc
+
+        if not isinstance(err, sqlalchemy.exc.SQLAlchemyError | sqlite3.Error):
+            raise
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        if "locked" in reason:
+            fix = ("another process holds it (a tuning run on the same --out?): wait for it to "
+                   "finish, or choose another --out folder")
+        else:
+            fix = ("it is damaged (not an SQLite database, or truncated): move it away to tune "
+                   "its cells again, or restore it from a copy")
+        raise StudyFileError(f"The Optuna study file {path} cannot be used ({reason}); "
+                             f"{fix}.") from None
+
+
 def study_storage(out_dir: Path, benchmark: str, model: str, tuner_seed: int = 0) -> str:
     """The SQLite URL of ``model``'s studies (one file per model and tuner seed)."""
     path = study_file(out_dir, benchmark, model, tuner_seed)
@@ -247,7 +278,10 @@ def tune_cell(cell: Cell, data: PreparedData, *, n_trials: int, out_dir: Path,
     as pruned); a trial that failed (its process died) is run again.
 
     Raises ``FileExistsError`` if the study already has trials and ``resume`` is False, so a
-    finished study is never silently extended or replaced.
+    finished study is never silently extended or replaced. A resumed study started for more
+    than ``n_trials`` trials continues to its own (larger) budget, with a line saying so
+    (``log``, else a warning): a smaller budget would leave it unfinished and out of the
+    configs file.
     """
     import optuna
     from optuna.trial import TrialState
@@ -262,33 +296,47 @@ def tune_cell(cell: Cell, data: PreparedData, *, n_trials: int, out_dir: Path,
     study_name = cell.scheme if study_name is None else study_name
     sampler = optuna.samplers.TPESampler(seed=sampler_seed(key, seed, tuner_seed),
                                          n_startup_trials=min(5, n_trials))
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize",
-                                sampler=sampler, pruner=PRUNERS[pruner](),
-                                load_if_exists=True)
-    trials = study.get_trials(deepcopy=False)
-    if trials and not resume:
-        raise FileExistsError(
-            f"The study {cell.name} in {storage} already has {len(trials)} trial(s). Pass "
-            "--resume (resume=True) to continue it, or choose another --out folder.")
-    for t in trials:  # a process that died mid-trial leaves it RUNNING: run it again
-        if t.state == TrialState.RUNNING:
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    if not trials:
-        study.enqueue_trial(first_trial(cell))
-    # The budget asked for now: an extended study (8 -> 32 trials) is not exported as
-    # finished before it has them all.
-    study.set_user_attr("n_trials", n_trials)
-    study.set_user_attr("tuner_seed", tuner_seed)
-    study.set_user_attr("sampler_seed", sampler_seed(key, seed, tuner_seed))
-    pruners = dict(study.user_attrs.get("pruners", {}))
-    pruners.setdefault(pruner, len(_finished(study)))  # from which finished trial on
-    study.set_user_attr("pruners", pruners)
-    view = tuning_view(data)
-    pool = LearnerPool() if reuse_graphs else None
-    objective = _objective(cell, view, seed, batch_size, epochs, pool)
-    callbacks = [] if log is None else [_trial_logger(cell.name, tuner_seed, n_trials, log)]
-    while len(_finished(study)) < n_trials:
-        study.optimize(objective, n_trials=1, callbacks=callbacks)
+    with study_file_errors(study_file(out_dir, benchmark, cell.model, tuner_seed)):
+        study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize",
+                                    sampler=sampler, pruner=PRUNERS[pruner](),
+                                    load_if_exists=True)
+        trials = study.get_trials(deepcopy=False)
+        if trials and not resume:
+            raise FileExistsError(
+                f"The study {cell.name} in {storage} already has {len(trials)} trial(s). Pass "
+                "--resume (resume=True) to continue it, or choose another --out folder.")
+        earlier = int(study.user_attrs.get("n_trials", 0)) if trials else 0
+        if earlier > n_trials:
+            # A resumed study keeps the larger budget: exported only once it has them all, so a
+            # smaller --trials would leave it unfinished (and its cell out of the configs).
+            line = (f"{cell.name} tuner {tuner_seed}: the study was started for {earlier} "
+                    f"trials; continuing to {earlier} (the {n_trials} asked for now are fewer).")
+            if log is not None:
+                log(line)
+            else:
+                warnings.warn(line, stacklevel=2)
+            n_trials = earlier
+            study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(key, seed, tuner_seed),
+                                                       n_startup_trials=min(5, n_trials))
+        for t in trials:  # a process that died mid-trial leaves it RUNNING: run it again
+            if t.state == TrialState.RUNNING:
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if not trials:
+            study.enqueue_trial(first_trial(cell))
+        # The budget asked for now: an extended study (8 -> 32 trials) is not exported as
+        # finished before it has them all.
+        study.set_user_attr("n_trials", n_trials)
+        study.set_user_attr("tuner_seed", tuner_seed)
+        study.set_user_attr("sampler_seed", sampler_seed(key, seed, tuner_seed))
+        pruners = dict(study.user_attrs.get("pruners", {}))
+        pruners.setdefault(pruner, len(_finished(study)))  # from which finished trial on
+        study.set_user_attr("pruners", pruners)
+        view = tuning_view(data)
+        pool = LearnerPool() if reuse_graphs else None
+        objective = _objective(cell, view, seed, batch_size, epochs, pool)
+        callbacks = [] if log is None else [_trial_logger(cell.name, tuner_seed, n_trials, log)]
+        while len(_finished(study)) < n_trials:
+            study.optimize(objective, n_trials=1, callbacks=callbacks)
     return study
 
 
@@ -347,15 +395,16 @@ def export_configs(out_dir: Path, benchmark: str, cells: Sequence[Cell] | None =
         path = study_file(out_dir, benchmark, cell.model, tuner_seed)
         if not path.exists():
             continue
-        try:
-            study = optuna.load_study(study_name=cell.scheme,
-                                      storage=f"sqlite:///{path.resolve()}")
-        except KeyError:
-            continue
-        n_wanted = study.user_attrs.get("n_trials")
-        if not _finished(study) or len(_finished(study)) < (n_wanted or 1):
-            continue
-        configs[cell.name] = cell_result(cell, study)
+        with study_file_errors(path):
+            try:
+                study = optuna.load_study(study_name=cell.scheme,
+                                          storage=f"sqlite:///{path.resolve()}")
+            except KeyError:
+                continue
+            n_wanted = study.user_attrs.get("n_trials")
+            if not _finished(study) or len(_finished(study)) < (n_wanted or 1):
+                continue
+            configs[cell.name] = cell_result(cell, study)
     path = configs_path(out_dir, benchmark, tuner_seed)
     _atomic_write(path, json.dumps({"benchmark": benchmark, "max_test_steps": MAX_TEST_STEPS,
                                     "tuner_seed": tuner_seed, "cells": configs},
@@ -381,12 +430,12 @@ def tune_grid(data: PreparedData, out_dir: str | Path, benchmark: str, *, n_tria
     log = (lambda line: print(line, flush=True)) if progress else None
     for i, cell in enumerate(cells):
         start = time.perf_counter()
-        tune_cell(cell, data, n_trials=n_trials, out_dir=out_dir, benchmark=benchmark,
-                  resume=resume, tuner_seed=tuner_seed, pruner=pruner, log=log)
+        study = tune_cell(cell, data, n_trials=n_trials, out_dir=out_dir, benchmark=benchmark,
+                          resume=resume, tuner_seed=tuner_seed, pruner=pruner, log=log)
         if log is not None:
             log(f"{time.strftime('%H:%M:%S')} cell {i + 1}/{len(cells)} {cell.name} tuner "
-                f"{tuner_seed}: {n_trials} trials finished ({time.perf_counter() - start:.0f}s "
-                "in this process)")
+                f"{tuner_seed}: {study.user_attrs['n_trials']} trials finished "
+                f"({time.perf_counter() - start:.0f}s in this process)")
         export_configs(out_dir, benchmark, tuner_seed=tuner_seed)
     return export_configs(out_dir, benchmark, tuner_seed=tuner_seed)
 
@@ -405,9 +454,13 @@ def study_progress(out_dir: str | Path, benchmark: str) -> pd.DataFrame:
     for path in sorted((Path(out_dir) / f"{benchmark}-tuning").glob("*.db")):
         model, _, tuner = path.stem.partition(".tuner")
         storage = f"sqlite:///{path.resolve()}"
-        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-            study = optuna.load_study(study_name=summary.study_name, storage=storage)
-            states = [t.state.name for t in study.get_trials(deepcopy=False)]
+        with study_file_errors(path):
+            summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+            studies = [optuna.load_study(study_name=summary.study_name, storage=storage)
+                       for summary in summaries]
+        for summary, study in zip(summaries, studies, strict=True):
+            with study_file_errors(path):
+                states = [t.state.name for t in study.get_trials(deepcopy=False)]
             rows.append({"model": model, "tuner_seed": int(tuner or 0),
                          "scheme": summary.study_name,
                          "finished": states.count("COMPLETE") + states.count("PRUNED"),
@@ -426,9 +479,27 @@ def load_configs(path: str | Path) -> dict[str, Any]:
             f"{path} does not exist: tune the grid first with `python -m metarec experiment "
             f"tune {path.name.removesuffix('.configs.json')}` (or use the committed file in "
             "book/results).")
-    configs = json.loads(path.read_text())
+    again = (f"re-export it from the tuning studies with `python -m metarec experiment tune "
+             f"{path.name.removesuffix('.configs.json')} --resume --out {path.parent}` (no new "
+             "trials for finished studies), or restore it")
+    try:
+        configs = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a configs file (not valid JSON: {err}); {again}.") \
+            from None
+    if not isinstance(configs, dict) or not isinstance(configs.get("cells"), dict):
+        raise ValueError(f"{path} has no 'cells' mapping (cell name -> tuned configuration), so "
+                         f"it is not a configs file written by `experiment tune`; {again}.")
     for name, cfg in configs["cells"].items():
         Cell.parse(name)
+        missing = ([k for k in ("model", "scheme", "params", "test_steps") if k not in cfg]
+                   if isinstance(cfg, dict) else ["every key"])
+        if missing:
+            raise ValueError(f"{path}: the cell {name!r} lacks {', '.join(map(repr, missing))}"
+                             f"; {again}.")
+        if not isinstance(cfg["params"], dict):
+            raise ValueError(f"{path}: the params of cell {name!r} are not a mapping "
+                             f"(got {cfg['params']!r}); {again}.")
         if cfg["scheme"] not in SCHEMES:
             raise ValueError(f"{path}: unknown scheme {cfg['scheme']!r} in cell {name!r}.")
     return configs
@@ -438,6 +509,7 @@ __all__ = [
     "GRID_PRUNER",
     "PRUNERS",
     "TUNING_SEED",
+    "StudyFileError",
     "cell_result",
     "configs_path",
     "export_configs",
@@ -445,6 +517,7 @@ __all__ = [
     "sampler_seed",
     "study_file",
     "study_progress",
+    "study_file_errors",
     "study_storage",
     "tune_cell",
     "tune_grid",

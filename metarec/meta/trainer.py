@@ -240,6 +240,12 @@ class Trainer:
         if batch_size < replicas:
             raise ValueError(f"{where}: batch_size={batch_size} is smaller than the {replicas} "
                              "replicas; every replica needs at least one task.")
+        if len(tasks) < replicas:
+            # Every meta-batch would be dropped (a replica without a task): nothing trained.
+            raise ValueError(f"{where}: {len(tasks)} task(s) cannot feed the {replicas} "
+                             "replicas (every meta-batch would be dropped and nothing trained); "
+                             f"train on at least {replicas} tasks or on fewer replicas "
+                             "(--devices, or the default strategy).")
         if self.optimizer is None:
             with strategy.scope():
                 self.compile()

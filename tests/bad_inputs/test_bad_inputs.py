@@ -29,6 +29,7 @@ from metarec import cli
 from metarec.data import FeatureEncoder, build_tasks, cold_start_split, make_synthetic
 from metarec.data.errors import DataError
 from metarec.data.movielens import read_movielens
+from metarec.data.pipeline import TaskStream
 from metarec.data.tasks import Task, TaskSet
 from metarec.experiments import ExperimentConfig, KeepBestWeights, get_method, run_experiment
 from metarec.experiments import recipe_study as recipe_study_module
@@ -79,12 +80,23 @@ CATEGORIES = {
                                 "encoder to use",
     "task construction": "TypeError/ValueError naming the argument and its valid range; "
                          "duplicate ratings refused (leakage)",
+    "streams": "TaskStream.from_ratings: the errors of build_tasks (one shared validation, "
+               "same messages)",
     "metrics": "TypeError/ValueError for NaN ratings, 2-D input, bad k; nDCG of negative "
                "ratings refused (one task) or NaN (batch)",
     "data files": "DataError naming the right file (and line) and the fix",
     "saved learners": "FileNotFoundError/ValueError naming the damaged file and what is wrong",
     "experiment runs": "error before training; finished results are kept and resumable",
     "command line": "one line on stderr, no traceback, exit status 2",
+    "commands": "`train`, `experiment run|tune|when`: every number range-checked, every error "
+                "one `error:` line (exit status 1 or 2; interrupted: 130/143, finished "
+                "results kept, how to resume), never a traceback",
+    "concurrency": "a folder (or benchmark, study file, point) another live run is writing "
+                   "is refused before anything runs; a dead run's lock is replaced",
+    "strategies": "`--devices` bounded, fewer tasks than replicas refused: ValueError "
+                  "before training (no hang, no NaN loss)",
+    "studies": "a resumed tuning study keeps its larger budget; a damaged configs file or "
+               "study is one `error:` line",
     "diverging training": "FloatingPointError; the model keeps its last finite weights",
 }
 
@@ -118,6 +130,61 @@ def _foreign_adapt(w):
 def _dup_ratings(w):
     ratings = w["split"].train
     return pd.concat([ratings, ratings.iloc[:1]], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class TaskArgumentCase:
+    """A bad argument of task construction: ``kwargs`` (and ``ratings(w)``, the ratings passed)
+    must raise ``error`` with ``match``; ``stream``: TaskStream takes these arguments too."""
+
+    what: str
+    kwargs: dict
+    error: type[BaseException]
+    match: str
+    ratings: Callable[[dict], pd.DataFrame] = lambda w: w["split"].train
+    stream: bool = True
+
+
+#: Every bad input of task construction; build_tasks and TaskStream.from_ratings share one
+#: validation (metarec.data.tasks.check_task_arguments), so both get every case that applies.
+TASK_ARGUMENT_CASES: list[TaskArgumentCase] = [
+    *[TaskArgumentCase(f"{k}={v!r}", {k: v}, err, msg, stream=k not in ("support_size",
+                                                                         "group_by"))
+      for k, v, err, msg in [
+          ("n_query", 0, ValueError, "n_query must be an integer >= 1"),
+          ("n_query", -3, ValueError, "n_query must be an integer >= 1"),
+          ("n_query", 2.0, TypeError, "n_query must be an integer >= 1"),
+          ("max_support", 0, ValueError, "max_support must be an integer >= 1"),
+          ("max_support", -5, ValueError, "max_support must be an integer >= 1"),
+          ("support_size", 0, ValueError, "support_size must be an integer >= 1"),
+          ("min_ratings", 0, ValueError, "min_ratings must be an integer >= 1"),
+          ("max_ratings", -1, ValueError, "max_ratings must be an integer >= 1"),
+          ("seed", -1, ValueError, "seed must be an integer >= 0"),
+          ("group_by", "title", ValueError, "group_by must be 'user_id' or 'item_id'")]],
+    TaskArgumentCase("min_ratings > max_ratings", {"min_ratings": 50, "max_ratings": 20},
+                     ValueError, "keeps no user"),
+    TaskArgumentCase("min_ratings <= n_query", {"min_ratings": 5, "n_query": 10},
+                     ValueError, "would leave users with an empty support set"),
+    TaskArgumentCase("support_size and max_support together",
+                     {"support_size": 3, "max_support": 5}, ValueError, "not both",
+                     stream=False),
+    TaskArgumentCase("a (user, item) pair rated twice", {}, ValueError, "rated more than once",
+                     ratings=lambda w: _dup_ratings(w)),
+    TaskArgumentCase("query_ratings repeating a support rating",
+                     {"query_ratings": "train[:3]"}, ValueError,
+                     "in ratings and query_ratings", stream=False),
+    TaskArgumentCase("ratings without a rating column", {}, ValueError,
+                     "lack the column 'rating'",
+                     ratings=lambda w: w["split"].train.drop(columns="rating")),
+]
+
+
+def _build_with(build: Callable, case: TaskArgumentCase) -> Callable[[dict], object]:
+    def call(w):
+        kwargs = {k: (w["split"].train.iloc[:3] if v == "train[:3]" else v)
+                  for k, v in case.kwargs.items()}
+        return build(case.ratings(w), w["encoder"], **kwargs)
+    return call
 
 
 CASES: list[Case] = [
@@ -206,35 +273,17 @@ CASES: list[Case] = [
     Case("tasks of another encoder", "one TaskSet mixing two encoders",
          lambda w: TaskSet([w["train"][0], _other_encoder_tasks(w)[0]]), ValueError,
          "different FeatureEncoders"),
-    # task construction
-    *[Case("task construction", f"build_tasks({k}={v!r})", _tasks(**{k: v}), err, msg)
-      for k, v, err, msg in [
-          ("n_query", 0, ValueError, "n_query must be an integer >= 1"),
-          ("n_query", -3, ValueError, "n_query must be an integer >= 1"),
-          ("n_query", 2.0, TypeError, "n_query must be an integer >= 1"),
-          ("max_support", 0, ValueError, "max_support must be an integer >= 1"),
-          ("max_support", -5, ValueError, "max_support must be an integer >= 1"),
-          ("support_size", 0, ValueError, "support_size must be an integer >= 1"),
-          ("min_ratings", 0, ValueError, "min_ratings must be an integer >= 1"),
-          ("max_ratings", -1, ValueError, "max_ratings must be an integer >= 1"),
-          ("seed", -1, ValueError, "seed must be an integer >= 0"),
-          ("group_by", "title", ValueError, "group_by must be 'user_id' or 'item_id'")]],
+    # task construction (build_tasks) and the same cases for TaskStream (streams)
+    *[Case("task construction", f"build_tasks({c.what})", _build_with(build_tasks, c), c.error,
+           c.match) for c in TASK_ARGUMENT_CASES],
+    *[Case("streams", f"TaskStream.from_ratings({c.what})",
+           _build_with(TaskStream.from_ratings, c), c.error, c.match)
+      for c in TASK_ARGUMENT_CASES if c.stream],
+    Case("streams", "TaskStream.from_ratings(n_buckets=0)",
+         lambda w: TaskStream.from_ratings(w["split"].train, w["encoder"], n_buckets=0),
+         ValueError, "n_buckets must be an integer >= 1"),
     Case("task construction", "cold_start_split(seed=-1)",
          lambda w: cold_start_split(w["ds"], seed=-1), ValueError, "seed must be an integer >= 0"),
-    Case("task construction", "min_ratings > max_ratings",
-         _tasks(min_ratings=50, max_ratings=20), ValueError, "keeps no user"),
-    Case("task construction", "support_size and max_support together",
-         _tasks(support_size=3, max_support=5), ValueError, "not both"),
-    Case("task construction", "a (user, item) pair rated twice",
-         lambda w: build_tasks(_dup_ratings(w), w["encoder"]), ValueError,
-         "rated more than once"),
-    Case("task construction", "query_ratings repeating a support rating",
-         lambda w: build_tasks(w["split"].train, w["encoder"],
-                               query_ratings=w["split"].train.iloc[:3]), ValueError,
-         "in ratings and query_ratings"),
-    Case("task construction", "ratings without a rating column",
-         lambda w: build_tasks(w["split"].train.drop(columns="rating"), w["encoder"]),
-         ValueError, "lack the column 'rating'"),
     # metrics
     Case("metrics", "ndcg_at_k with a NaN true rating",
          lambda w: ndcg_at_k([5, np.nan, 3], [1, 2, 3], 2), ValueError,
@@ -264,6 +313,10 @@ def summary_table() -> str:
         counts[case.category] += 1
     for category, n in EXTRA_CASES.items():
         counts[category] += n
+    from test_bad_inputs_commands import COMMAND_CASES
+
+    for category, n in COMMAND_CASES.items():
+        counts[category] += n
     lines = ["| kind of bad input | inputs tried | what the user gets |", "|---|---:|---|"]
     lines += [f"| {c} | {counts[c]} | {CATEGORIES[c]} |" for c in CATEGORIES]
     from test_bad_inputs_properties import PROPERTY_EXAMPLES
@@ -280,6 +333,27 @@ def test_bad_input_gets_a_clear_error(case, world):
         case.call(world)
     assert case.match in str(info.value), str(info.value)
     assert type(info.value) is case.error or issubclass(type(info.value), case.error)
+
+
+@pytest.mark.parametrize("case", [c for c in TASK_ARGUMENT_CASES if c.stream],
+                         ids=[c.what for c in TASK_ARGUMENT_CASES if c.stream])
+def test_build_tasks_and_task_stream_share_rules_and_messages(case, world):
+    messages = []
+    for build, where in ((build_tasks, "build_tasks"),
+                         (TaskStream.from_ratings, "TaskStream.from_ratings")):
+        with pytest.raises(case.error) as info:
+            _build_with(build, case)(world)
+        assert str(info.value).startswith(f"{where}: "), str(info.value)
+        messages.append(str(info.value).removeprefix(f"{where}: "))
+    assert messages[0] == messages[1]
+
+
+def test_stream_cases_cover_every_argument_it_takes():
+    import inspect
+
+    stream_args = set(inspect.signature(TaskStream.from_ratings).parameters)
+    for case in TASK_ARGUMENT_CASES:
+        assert case.stream == (set(case.kwargs) <= stream_args), case.what
 
 
 # ----------------------------------------------------------------------------- explicit cases
