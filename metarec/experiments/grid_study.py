@@ -29,7 +29,7 @@ interruption loses at most the running cell; ``resume=True`` skips what is done)
   the median, 90th percentile and share of negative learned inner learning rates;
 * ``NAME.validation.csv.gz``: one row per (seed, cell, validation user) at the chosen steps
   (``split`` is ``"validation"``), the run's own validation users scored like the test users:
-  what :func:`metarec.experiments.verdict.validation_scores` reads to choose cells on
+  what ``metarec.experiments.verdict.validation_scores`` reads to choose cells on
   validation users only. Scored in a batch of their own, so the test rows do not depend on it.
 """
 

@@ -13,9 +13,9 @@ user's file"):
 * :func:`~metarec.experiments.keep_previous`: the resume/overwrite policy. Files of an earlier
   run are continued only with ``resume`` (``--resume``), replaced only with ``overwrite``
   (``--overwrite``), and otherwise refused with a ``FileExistsError`` before anything runs;
-* :func:`~metarec.experiments.store.output_lock`: one run writes a folder at a time. A lock
+* ``output_lock``: one run writes a folder at a time. A lock
   file holding the writer's process id is created before anything runs and removed on exit;
-  another run into the same folder is refused (:class:`~metarec.experiments.store.FolderLocked`)
+  another run into the same folder is refused (``FolderLocked``)
   unless the lock is stale (its process is dead);
 * ``progress_bar``: the bar over a study's (seed, method or cell) jobs.
 
@@ -77,7 +77,7 @@ def check_writable(out_dir: str | Path) -> None:
                       "another --out folder (nothing was trained).") from None
 
 
-#: The lock file of a folder a run is writing (see :func:`output_lock`).
+#: The lock file of a folder a run is writing (see ``output_lock``).
 LOCK_NAME = ".metarec.lock"
 
 
