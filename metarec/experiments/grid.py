@@ -96,6 +96,11 @@ class Cell:
             return ["decision"]
         return list(ADAPT_SETS[self.model])
 
+    @property
+    def adapt_sets(self) -> dict[str, str]:
+        """The adapted-variable sets this cell may use: name -> regex on variable paths."""
+        return ADAPT_SETS[self.model]
+
     @classmethod
     def parse(cls, name: str) -> Cell:
         model, _, scheme = name.partition("/")
@@ -185,7 +190,7 @@ def cell_method(cell: Cell, params: dict[str, Any], test_steps: int | None = Non
     """
     scheme = SCHEMES[cell.scheme]
     adapt = params["adapt"]
-    if adapt not in ADAPT_SETS[cell.model]:
+    if adapt not in cell.adapt_sets:
         raise ValueError(f"{cell.name}: adapt={adapt!r} is not one of {cell.adapt_choices}.")
     train_steps = int(params.get("inner_steps", 0))
     if test_steps is None:
@@ -199,7 +204,7 @@ def cell_method(cell: Cell, params: dict[str, Any], test_steps: int | None = Non
         # FineTune's inner loop only runs at test time: its steps are the test steps.
         inner_steps=train_steps if scheme.meta else int(test_steps),
         outer_lr=float(params["outer_lr"]), epochs=epochs,
-        adapt=ADAPT_SETS[cell.model][adapt], eval_steps=int(test_steps),
+        adapt=cell.adapt_sets[adapt], eval_steps=int(test_steps),
     )
 
 

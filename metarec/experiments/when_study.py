@@ -20,7 +20,8 @@ MAML and Meta-SGD, under the protocol of the fair benchmark (``metarec.experimen
 Points (:data:`POINTS`): the heterogeneity of users' tastes (``interaction_scale``), how
 informative features are (``informative``) and the fraction of training users kept
 (``train_fraction``); :data:`AXES` lists the points of each curve. :data:`ANIL_POINT` adds
-MAML adapting only the decision layers ("head", ANIL) against all weights.
+the ablation of what MAML adapts: the last layer only (ANIL, Raghu et al. 2020), the decision
+layers (MeLU's choice, 87% of the network's weights) and all weights.
 
 Files (in ``<out>/when/``, one set per point, written after every (point, seed) so a killed
 run resumes): ``<point>.users.csv.gz`` per-user MAE, ``<point>.curves.csv`` mean MAE against
@@ -70,8 +71,9 @@ REFERENCE = "melu_ids"
 #: Schemes compared on ``MODEL``; ``finetune`` is the conventional baseline.
 SCHEMES = ("finetune", "maml", "metasgd")
 SEEDS = (0, 1, 2, 3, 4)
-#: Finished Optuna trials per (point, scheme): a small budget, the same for every scheme.
-N_TRIALS = 3
+#: Finished Optuna trials per (point, scheme), the same for every scheme (a pruned trial
+#: counts: it was stopped early by the median pruner).
+N_TRIALS = 16
 #: Cap on (meta-)training epochs (early stopping on validation MAE usually stops sooner).
 EPOCHS = 10
 #: Query ratings per test user (support sizes: :data:`SUPPORT_SIZES`, those of chapter 8).
@@ -108,9 +110,13 @@ AXES: dict[str, list[tuple[str, float]]] = {
     "informative": [("rho_0", 0.0), ("default", 0.7), ("rho_1", 1.0)],
     "train_fraction": [("train_0.25", 0.25), ("default", 1.0)],
 }
-#: Where the ANIL ablation runs (MAML adapting the decision layers vs all weights).
+#: Where the ANIL ablation runs: MAML adapting the last layer only (ANIL), the decision layers
+#: or all weights.
 ANIL_POINT = "alpha_1.8"
-ANIL_ADAPT = ("decision", "all")
+ANIL_ADAPT = ("last", "decision", "all")
+#: The ablation's adapted sets of :data:`MODEL`: the grid's (``ADAPT_SETS``) plus ``last``, the
+#: output layer of the decision MLP (``decision_out``: 65 weights), ANIL's "head".
+ANIL_SETS = {**ADAPT_SETS[MODEL], "last": "/decision_out/"}
 
 
 class _FixedAdaptCell(Cell):
@@ -123,6 +129,10 @@ class _FixedAdaptCell(Cell):
     @property
     def adapt_choices(self) -> list[str]:
         return [self._adapt]
+
+    @property
+    def adapt_sets(self) -> dict[str, str]:
+        return {self._adapt: ANIL_SETS[self._adapt]}
 
 
 def prepare_point(point: Point, seed: int) -> PreparedData:

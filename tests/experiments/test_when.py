@@ -130,11 +130,37 @@ def test_run_when_refuses_bad_arguments(tmp_path):
         when.load_results(tmp_path / "empty")
 
 
-def test_every_axis_point_exists_and_anil_runs_both_head_and_all():
+def test_every_axis_point_exists_and_anil_runs_last_layer_head_and_all():
     for axis in when.AXES.values():
         assert all(name in when.POINTS for name, _ in axis)
     labels = [s for _, s, _ in when.variants(when.ANIL_POINT)]
-    assert {"maml[decision]", "maml[all]"} <= set(labels)
+    assert {"maml[last]", "maml[decision]", "maml[all]"} <= set(labels)
     for _, s, cell in when.variants(when.ANIL_POINT):
         if s.startswith("maml["):
             assert cell.adapt_choices == [s[5:-1]]
+    # The conventional scheme searches the same adapted sets as the meta-learners.
+    cells = {s: cell for m, s, cell in when.variants("default") if m == when.MODEL}
+    assert cells["finetune"].adapt_choices == cells["maml"].adapt_choices == ["decision", "all"]
+
+
+def test_anil_arm_adapts_the_last_layer_only():
+    from metarec.experiments.grid import cell_method
+
+    data = when.prepare_point(when.POINTS["default"], 0)
+    sizes = {}
+    for adapt in when.ANIL_ADAPT:
+        cell = dict(((m, s), c) for m, s, c in when.variants(when.ANIL_POINT))[
+            (when.MODEL, f"maml[{adapt}]")]
+        method = cell_method(cell, {"inner_lr": 0.01, "outer_lr": 0.001, "adapt": adapt,
+                                    "inner_steps": 1})
+        learner = method.build(data.encoder.spec, seed=0, global_mean=data.train_mean)
+        learner.adapt(data.tasks["validation"][0], steps=1)  # builds the model
+        chosen = learner.adapted_variables
+        sizes[adapt] = sum(int(np.prod(v.shape)) for v in chosen)
+        if adapt == "last":
+            assert all("decision_out" in v.path for v in chosen), [v.path for v in chosen]
+    # ANIL's head (64 weights + 1 bias) < the decision layers < every weight.
+    assert sizes["last"] == 65
+    assert sizes["last"] < sizes["decision"] < sizes["all"]
+    with pytest.raises(ValueError, match="adapt='user'"):
+        cell_method(cell, {"inner_lr": 0.01, "outer_lr": 0.001, "adapt": "user"})
