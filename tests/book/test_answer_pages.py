@@ -23,13 +23,13 @@ def test_intro_and_faq_show_the_generated_answer():
 
 
 def test_prose_claims_match_the_answer():
-    # intro: "no better and no worse ... except when a new user has given only a handful of
-    # ratings"; FAQ: "new users with up to five ratings".
+    # intro: "no better and no worse ... in every scenario and for new users with 1 to 20
+    # ratings"; FAQ: "it does not show at any support size from 1 to 20 ratings".
     assert {row["label"] for row in ANSWER["scenarios"].values()} == {"ties"}
     support = {int(k): v["label"] for k, v in ANSWER["support"].items()}
-    assert all(label == "helps" for size, label in support.items() if size <= 5)
-    assert all(label == "ties" for size, label in support.items() if size > 5)
-    # intro and FAQ: a model retrained on everyone's ratings beats both on new items (> 0.1 MAE).
+    assert sorted(support) == [1, 2, 3, 5, 10, 20] and set(support.values()) == {"ties"}
+    # intro and FAQ: a model retrained on everyone's ratings beats both on new items ("about
+    # 0.1 MAE").
     for scenario in ("item_cold", "user_item_cold"):
         ref = ANSWER["references"][scenario]
-        assert min(ref["best_meta"], ref["best_conventional"]) - ref["reference"] > 0.1
+        assert 0.08 < min(ref["best_meta"], ref["best_conventional"]) - ref["reference"] < 0.12
