@@ -19,10 +19,10 @@ Definitions (one task = one user's query set of ``n`` ratings :math:`r_j` with p
   rating (descending). If IDCG@k = 0 (every true gain is 0, i.e. all ratings are 0) nDCG@k is
   defined as 0.
 * **Binary relevance** (Precision, Recall, HitRate, AP): an item is *relevant* when its true
-  rating is at least :math:`\theta`, by default :data:`RELEVANCE_THRESHOLD` :math:`= 4` (4 or 5
+  rating is at least :math:`r^\star`, by default :data:`RELEVANCE_THRESHOLD` :math:`= 4` (4 or 5
   stars on MovieLens' 1-5 scale). The ranking and its tie rule are those of nDCG. Write
   :math:`m = \min(k, n)` (the list is cut at the task's length: a query set of 3 items has a
-  top-3, not a top-10), :math:`\mathrm{rel}_j = [r_{\pi(j)} \ge \theta]` and
+  top-3, not a top-10), :math:`\mathrm{rel}_j = [r_{\pi(j)} \ge r^\star]` and
   :math:`R = \sum_{j=1}^{n} \mathrm{rel}_j` for the number of relevant items of the task. Then
 
   .. math::
@@ -255,7 +255,7 @@ def precision_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHO
 def recall_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHOLD) -> float:
     r"""Recall@k of one task: the share of the task's relevant items that reach the top k.
 
-    :math:`\mathrm{R@k} = \frac1R \sum_{j \le \min(k, n)} [r_{\pi(j)} \ge \theta]`, with
+    :math:`\mathrm{R@k} = \frac1R \sum_{j \le \min(k, n)} [r_{\pi(j)} \ge r^\star]`, with
     :math:`R` the number of items of the task rated ``>= threshold`` (all of them, not only
     those in the top k).
 
@@ -334,7 +334,7 @@ def average_precision_at_k(y_true, y_score, k: int,
     .. math::
 
         \mathrm{AP@k} = \frac{1}{\min(R, k)} \sum_{j=1}^{\min(k, n)}
-        [r_{\pi(j)} \ge \theta] \, \mathrm{P@j},
+        [r_{\pi(j)} \ge r^\star] \, \mathrm{P@j},
 
     with :math:`R` the number of relevant items of the task. The denominator
     :math:`\min(R, k)` makes the ideal order (relevant items first) score exactly 1; the module
