@@ -25,6 +25,7 @@ notebook without it is reported, not graded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -45,6 +46,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "assignments"
 DEFAULT_OUT = ROOT / "_build" / "assignments"
+#: The helpers shared by the hidden checks, shipped in every autograder (``autograder_files``).
+SUPPORT = KIT / "checks_support.py"
 #: Seconds one submission may take (the notebook and its tests) before it scores 0.
 GRADE_TIMEOUT = 600
 
@@ -132,20 +135,40 @@ def _env() -> dict[str, str]:
     return env
 
 
+def stage_master(assignment: Assignment, stage: Path) -> Path:
+    """Copy the master notebook, its checks and :data:`SUPPORT` into ``stage`` (replaced).
+
+    otter ships only files beside (or below) the master notebook in the autograder
+    (``autograder_files``); the helpers that the hidden checks of all assignments share live
+    once, in ``assignments/checks_support.py``, and join each master here.
+    """
+    if stage.exists():
+        shutil.rmtree(stage)
+    with contextlib.suppress(OSError):  # other stages may still be there
+        stage.parent.rmdir()
+    stage.mkdir(parents=True)
+    for path in [assignment.master, *sorted(assignment.folder.glob("*.py")), SUPPORT]:
+        shutil.copy2(path, stage / path.name)
+    return stage
+
+
 def generate(assignment: Assignment, out: Path = DEFAULT_OUT) -> Generated:
     """Run ``otter assign`` on the master notebook; returns the student/solved/zip paths.
 
-    The output folder ``out/<name>`` is replaced. The autograder zip, which otter names with
-    a time stamp, is renamed ``<name>-autograder.zip``.
+    The master is staged with the shared checks module (:func:`stage_master`). The output
+    folder ``out/<name>`` is replaced. The autograder zip, which otter names with a time stamp,
+    is renamed ``<name>-autograder.zip``.
     """
     dest = out / assignment.name
     if dest.exists():
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = stage_master(assignment, out / "_stage" / assignment.name)
     run = subprocess.run(
         [sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs",
          assignment.master.name, str(dest.resolve())],
-        cwd=assignment.folder, env=_env(), capture_output=True, text=True)
+        cwd=stage, env=_env(), capture_output=True, text=True)
+    shutil.rmtree(stage)
     zips = sorted((dest / "autograder").glob("*.zip"))
     if run.returncode != 0 or len(zips) != 1:
         raise RuntimeError(f"otter assign failed for {assignment.name} (exit {run.returncode}):"
