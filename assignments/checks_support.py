@@ -107,3 +107,20 @@ def make_loss_fn(model: keras.Model) -> Callable:
 def weights_of(model: keras.Model) -> list[tf.Tensor]:
     """The model's trainable variables as tensors (the list a student's function takes)."""
     return [tf.convert_to_tensor(v) for v in model.trainable_variables]
+
+
+# ------------------------------------------------------------------ the package's references
+def reference_gradients(learner: Any, batch: TaskBatch
+                        ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """``(meta_loss, weight_grads, extra_grads)`` of a metarec learner on ``batch``, eagerly.
+
+    The computation of ``learner.meta_gradients(batch)`` without its ``tf.function``, whose
+    trace (a new one for every learner) costs seconds per check; with ``vectorize=False`` the
+    tasks run as a Python loop. ``extra_grads`` are those of the learner's own variables (the
+    learning rates of Meta-SGD; empty for MAML and Reptile).
+    """
+    tensors = learner.prepare(batch)  # builds the learner (and its extra variables)
+    theta, extra, nt = learner._values()
+    loss, grads, grads_extra = learner._meta_loss_and_grads(theta, extra, nt, tensors)
+    return (float(loss), [np.asarray(tf.convert_to_tensor(g)) for g in grads],
+            [np.asarray(tf.convert_to_tensor(g)) for g in grads_extra])

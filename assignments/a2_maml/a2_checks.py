@@ -40,11 +40,11 @@ def reference_adapt(model: keras.Model, x: dict, y: np.ndarray, alpha: float, st
 
 def reference_meta(model: keras.Model, batch: TaskBatch, alpha: float, steps: int,
                    first_order: bool, adapt: Any = "all") -> tuple[float, list[np.ndarray]]:
-    """The package's meta-loss and meta-gradients (``MAML.meta_gradients``)."""
+    """The package's meta-loss and meta-gradients (``MAML.meta_gradients``, run eagerly)."""
     learner = MAML(model, inner_lr=alpha, inner_steps=steps, first_order=first_order,
-                   adapt=adapt)
-    loss, grads = learner.meta_gradients(batch)
-    return float(loss), [np.asarray(tf.convert_to_tensor(g)) for g in grads]
+                   adapt=adapt, vectorize=False)
+    loss, grads, _ = shared.reference_gradients(learner, batch)
+    return loss, grads
 
 
 # ------------------------------------------------------------------ question 1: inner loop

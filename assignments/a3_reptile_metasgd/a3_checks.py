@@ -27,10 +27,11 @@ except ModuleNotFoundError:  # in the repository: assignments/checks_support.py
 
 def reference_reptile(model: keras.Model, batch: TaskBatch, alpha: float, steps: int,
                       epsilon: float) -> list[np.ndarray]:
-    """The package's Reptile step: ``phi - epsilon * pseudo_gradient``."""
-    learner = Reptile(model, inner_lr=alpha, inner_steps=steps, meta_step_size=epsilon)
-    _, pseudo = learner.meta_gradients(batch)
-    return [np.asarray(w) - epsilon * np.asarray(tf.convert_to_tensor(g))
+    """The package's Reptile step: ``phi - epsilon * pseudo_gradient`` (run eagerly)."""
+    learner = Reptile(model, inner_lr=alpha, inner_steps=steps, meta_step_size=epsilon,
+                      vectorize=False)
+    _, pseudo, _ = shared.reference_gradients(learner, batch)
+    return [np.asarray(w) - epsilon * g
             for w, g in zip(shared.weights_of(model), pseudo, strict=True)]
 
 
@@ -101,16 +102,12 @@ def check_reptile_direction(fn: Callable) -> None:
 
 def _metasgd_case(seed: int, rng: np.random.Generator):
     model, batch = shared.sine_model(seed), shared.sine_batch(rng, 3)
-    learner = MetaSGD(model, inner_lr=0.01, inner_steps=2)
-    tensors = learner.prepare(batch)  # builds the learner (its rates)
+    learner = MetaSGD(model, inner_lr=0.01, inner_steps=2, vectorize=False)
+    learner.prepare(batch)  # builds the learner (its rates)
     rates = [rng.uniform(0.001, 0.02, tuple(a.shape)) for a in learner.learning_rates]
     for a, r in zip(learner.learning_rates, rates, strict=True):
         a.assign(r)
-    theta, extra, nt = learner._values()
-    loss, grads_w, grads_a = learner._meta_loss_and_grads(theta, extra, nt, tensors)
-    want = (float(loss), [np.asarray(tf.convert_to_tensor(g)) for g in grads_w],
-            [np.asarray(tf.convert_to_tensor(g)) for g in grads_a])
-    return model, batch, rates, want
+    return model, batch, rates, shared.reference_gradients(learner, batch)
 
 
 def _student_metasgd(fn: Callable, model: keras.Model, rates: list[np.ndarray],
