@@ -144,8 +144,6 @@ def stage_master(assignment: Assignment, stage: Path) -> Path:
     """
     if stage.exists():
         shutil.rmtree(stage)
-    with contextlib.suppress(OSError):  # other stages may still be there
-        stage.parent.rmdir()
     stage.mkdir(parents=True)
     for path in [assignment.master, *sorted(assignment.folder.glob("*.py")), SUPPORT]:
         shutil.copy2(path, stage / path.name)
@@ -169,6 +167,8 @@ def generate(assignment: Assignment, out: Path = DEFAULT_OUT) -> Generated:
          assignment.master.name, str(dest.resolve())],
         cwd=stage, env=_env(), capture_output=True, text=True)
     shutil.rmtree(stage)
+    with contextlib.suppress(OSError):  # other stages may still be there
+        stage.parent.rmdir()
     zips = sorted((dest / "autograder").glob("*.zip"))
     if run.returncode != 0 or len(zips) != 1:
         raise RuntimeError(f"otter assign failed for {assignment.name} (exit {run.returncode}):"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 
 import nbformat
 import pytest
@@ -45,6 +46,9 @@ def test_generate_strips_solutions_and_hidden_tests(tmp_path):
     names = grade._test_names(gen.autograder)
     assert "test_no_query_leakage" in names["q2"]
     assert grade.assignment_of(gen.student) == "a1_tasks"
+    with zipfile.ZipFile(gen.autograder) as z:  # the checks and the helpers they share
+        assert {"files/a1_checks.py", "files/checks_support.py"} <= set(z.namelist())
+    assert not (tmp_path / "_stage").exists()
 
 
 def test_check_expectation_rules():
@@ -64,3 +68,23 @@ def test_selfcheck_scores(tmp_path):
     results, problems = grade.selfcheck(out=tmp_path, jobs=2)
     assert len(results) == 20
     assert not problems, problems
+
+
+def test_eager_references_equal_the_package_meta_gradients():
+    """The hidden checks' eager references (no tf.function) give meta_gradients' numbers."""
+    import numpy as np
+
+    from assignments import checks_support as shared
+    from metarec.meta import MAML, MetaSGD, Reptile
+
+    rng = np.random.default_rng(0)
+    model, batch = shared.sine_model(0), shared.sine_batch(rng, 2, k=4)
+    for cls, kwargs in ((MAML, {}), (MAML, {"first_order": True}), (Reptile, {}),
+                        (MetaSGD, {})):
+        loss, grads, _ = shared.reference_gradients(
+            cls(model, inner_lr=0.01, inner_steps=2, vectorize=False, **kwargs), batch)
+        want_loss, want = cls(model, inner_lr=0.01, inner_steps=2, **kwargs
+                              ).meta_gradients(batch)
+        assert abs(loss - float(want_loss)) <= 1e-12 * max(1.0, abs(loss)), cls.__name__
+        assert shared.close(grads, [np.asarray(g) for g in want], 1e-12), cls.__name__
+
