@@ -6,6 +6,7 @@ One command for a teacher (run from the repository root, in the environment of
     python -m assignments.grade generate                 # student notebooks + autograders
     python -m assignments.grade grade SUBMISSIONS/       # grade every .ipynb under a folder
     python -m assignments.grade selfcheck                # solutions, blanks, wrong submissions
+    python -m assignments.grade selfcheck --here         # the same in one process (fast)
 
 Everything is written under ``_build/assignments/`` (git-ignored; ``--out`` to change):
 
@@ -19,7 +20,8 @@ Grading runs ``otter run`` (otter-grader's grading without containers) once per 
 a subprocess, ``--jobs`` at a time: each submission's notebook is executed top to bottom in a
 fresh Jupyter kernel, then the public and hidden tests run against its variables. A submission
 names its assignment in its metadata (``otter.assignment_name``, written by ``generate``); a
-notebook without it is reported, not graded.
+notebook without it is reported, not graded. ``selfcheck --here`` grades the kit's own notebooks
+in this process instead (:func:`grade_here`): otter's test files without a kernel per notebook.
 """
 
 from __future__ import annotations
