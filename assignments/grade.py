@@ -6,6 +6,7 @@ One command for a teacher (run from the repository root, in the environment of
     python -m assignments.grade generate                 # student notebooks + autograders
     python -m assignments.grade grade SUBMISSIONS/       # grade every .ipynb under a folder
     python -m assignments.grade selfcheck                # solutions, blanks, wrong submissions
+    python -m assignments.grade selfcheck --here         # the same in one process (fast)
 
 Everything is written under ``_build/assignments/`` (git-ignored; ``--out`` to change):
 
@@ -19,12 +20,14 @@ Grading runs ``otter run`` (otter-grader's grading without containers) once per 
 a subprocess, ``--jobs`` at a time: each submission's notebook is executed top to bottom in a
 fresh Jupyter kernel, then the public and hidden tests run against its variables. A submission
 names its assignment in its metadata (``otter.assignment_name``, written by ``generate``); a
-notebook without it is reported, not graded.
+notebook without it is reported, not graded. ``selfcheck --here`` grades the kit's own notebooks
+in this process instead (:func:`grade_here`): otter's test files without a kernel per notebook.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -45,6 +48,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "assignments"
 DEFAULT_OUT = ROOT / "_build" / "assignments"
+#: The helpers shared by the hidden checks, shipped in every autograder (``autograder_files``).
+SUPPORT = KIT / "checks_support.py"
 #: Seconds one submission may take (the notebook and its tests) before it scores 0.
 GRADE_TIMEOUT = 600
 
@@ -132,20 +137,40 @@ def _env() -> dict[str, str]:
     return env
 
 
+def stage_master(assignment: Assignment, stage: Path) -> Path:
+    """Copy the master notebook, its checks and :data:`SUPPORT` into ``stage`` (replaced).
+
+    otter ships only files beside (or below) the master notebook in the autograder
+    (``autograder_files``); the helpers that the hidden checks of all assignments share live
+    once, in ``assignments/checks_support.py``, and join each master here.
+    """
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for path in [assignment.master, *sorted(assignment.folder.glob("*.py")), SUPPORT]:
+        shutil.copy2(path, stage / path.name)
+    return stage
+
+
 def generate(assignment: Assignment, out: Path = DEFAULT_OUT) -> Generated:
     """Run ``otter assign`` on the master notebook; returns the student/solved/zip paths.
 
-    The output folder ``out/<name>`` is replaced. The autograder zip, which otter names with
-    a time stamp, is renamed ``<name>-autograder.zip``.
+    The master is staged with the shared checks module (:func:`stage_master`). The output
+    folder ``out/<name>`` is replaced. The autograder zip, which otter names with a time stamp,
+    is renamed ``<name>-autograder.zip``.
     """
     dest = out / assignment.name
     if dest.exists():
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = stage_master(assignment, out / "_stage" / assignment.name)
     run = subprocess.run(
         [sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs",
          assignment.master.name, str(dest.resolve())],
-        cwd=assignment.folder, env=_env(), capture_output=True, text=True)
+        cwd=stage, env=_env(), capture_output=True, text=True)
+    shutil.rmtree(stage)
+    with contextlib.suppress(OSError):  # other stages may still be there
+        stage.parent.rmdir()
     zips = sorted((dest / "autograder").glob("*.zip"))
     if run.returncode != 0 or len(zips) != 1:
         raise RuntimeError(f"otter assign failed for {assignment.name} (exit {run.returncode}):"
@@ -206,15 +231,11 @@ def _test_names(autograder: Path) -> dict[str, list[str]]:
     return names
 
 
-def _grade_in_process(autograder: Path, notebook: Path, out_json: Path) -> None:
-    """Grade one notebook with ``otter.run`` and write the per-test-case results as JSON."""
-    from otter.run import main as otter_run
-
-    results = otter_run(str(notebook), autograder=str(autograder), output_dir=None,
-                        no_logo=True)
-    names = _test_names(autograder)
+def _collect(test_files: dict[str, Any], names: dict[str, list[str]]
+             ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """Per test case and per question results of otter's test files (question -> file)."""
     cases, questions = [], {}
-    for question, test_file in sorted(results.results.items()):
+    for question, test_file in sorted(test_files.items()):
         fn_names = names.get(question, [])
         score = 0.0
         for k, res in enumerate(test_file.test_case_results):
@@ -227,12 +248,78 @@ def _grade_in_process(autograder: Path, notebook: Path, out_json: Path) -> None:
                           "passed": bool(res.passed), "message": res.message or "",
                           "failure_message": tc.failure_message or ""})
         questions[question] = {"score": score, "possible": float(test_file.possible)}
+    return cases, questions
+
+
+def _grade_in_process(autograder: Path, notebook: Path, out_json: Path) -> None:
+    """Grade one notebook with ``otter.run`` and write the per-test-case results as JSON."""
+    from otter.run import main as otter_run
+
+    results = otter_run(str(notebook), autograder=str(autograder), output_dir=None,
+                        no_logo=True)
+    cases, questions = _collect(results.results, _test_names(autograder))
     error = results._catastrophic_error
     out_json.write_text(json.dumps({
         "score": sum(q["score"] for q in questions.values()),
         "possible": sum(q["possible"] for q in questions.values()),
         "otter_total": float(results.total), "questions": questions, "cases": cases,
         "error": "" if error is None else repr(error)}, indent=1), encoding="utf-8")
+
+
+#: Code cells that :func:`grade_here` does not run: otter's own cells (its grader object and
+#: ``grader.check`` calls; the public tests run after the notebook anyway).
+_OTTER_CELL = re.compile(r"^\s*(import otter\b|grader\s*=\s*otter\.|grader\.check)", re.M)
+
+
+def grade_here(submission: str, assignment: str, notebook: Path, autograder: Path) -> Result:
+    """Grade ``notebook`` in this process, with otter's tests but without a kernel.
+
+    The self-check's fast path (``selfcheck --here``): the notebook's code cells run in one
+    namespace, except otter's own cells and those tagged ``otter_ignore`` (as ``otter run``
+    skips them); an exception in a cell is recorded and the next cell runs (otter ignores
+    errors too). Then the autograder's test files (public and hidden, otter's
+    ``ExceptionTestFile``) run against that namespace, with the autograder's support files on
+    ``sys.path``. Only for trusted notebooks (the masters and their variants): a student's code
+    would share this process; grade submissions with :func:`grade_one`.
+    """
+    import io
+    import tempfile
+
+    from otter.test_files import ExceptionTestFile
+
+    start = time.perf_counter()
+    result = Result(submission, assignment)
+    nb = nbformat.read(notebook, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(autograder) as z:
+            z.extractall(tmp)
+        files, cwd = Path(tmp) / "files", os.getcwd()
+        sys.path.insert(0, str(files))
+        env: dict[str, Any] = {"__name__": "__main__"}
+        try:
+            os.chdir(files)
+            with contextlib.redirect_stdout(io.StringIO()):
+                for cell in nb.cells:
+                    if (cell.cell_type != "code" or _OTTER_CELL.search(cell.source)
+                            or "otter_ignore" in cell.metadata.get("tags", [])
+                            or cell.metadata.get("otter", {}).get("ignore", False)):
+                        continue
+                    try:
+                        exec(compile(cell.source, f"<{notebook.name} cell>", "exec"), env)
+                    except Exception:  # graded on, as otter does (a blank raises)
+                        pass
+                tests = {}
+                for path in sorted((Path(tmp) / "tests").glob("*.py")):
+                    tests[path.stem] = ExceptionTestFile.from_file(str(path))
+                    tests[path.stem].run(env)
+        finally:
+            os.chdir(cwd)
+            sys.path.remove(str(files))
+        result.cases, result.questions = _collect(tests, _test_names(autograder))
+    result.score = sum(q["score"] for q in result.questions.values())
+    result.possible = sum(q["possible"] for q in result.questions.values())
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def grade_one(submission: str, assignment: str, notebook: Path, autograder: Path,
@@ -271,10 +358,13 @@ def assignment_of(notebook: Path) -> str | None:
 
 
 def grade_notebooks(items: Sequence[tuple[str, Path]], out: Path = DEFAULT_OUT, jobs: int = 2,
-                    generated: dict[str, Generated] | None = None) -> list[Result]:
+                    generated: dict[str, Generated] | None = None, here: bool = False
+                    ) -> list[Result]:
     """Grade ``(submission id, notebook)`` pairs, ``jobs`` at a time, in the given order.
 
     Generates the autograders that ``generated`` does not hold yet (or that are missing).
+    ``here``: grade in this process, one after the other (:func:`grade_here`; trusted
+    notebooks only).
     """
     generated = dict(generated or {})
     known = {a.name for a in assignments()}
@@ -296,8 +386,12 @@ def grade_notebooks(items: Sequence[tuple[str, Path]], out: Path = DEFAULT_OUT, 
         if isinstance(task, Result):
             return task
         submission, name, notebook = task
+        if here:
+            return grade_here(submission, name, notebook, generated[name].autograder)
         return grade_one(submission, name, notebook, generated[name].autograder, work)
 
+    if here:
+        return [run(task) for task in tasks]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(run, tasks))
 
@@ -390,11 +484,14 @@ def check_expectation(result: Result, expected: Expected) -> str:
     return ""
 
 
-def selfcheck(names: Sequence[str] | None = None, out: Path = DEFAULT_OUT, jobs: int = 2
-              ) -> tuple[list[Result], list[str]]:
-    """Grade solutions, blanks and wrong submissions; returns results and problems."""
+def selfcheck(names: Sequence[str] | None = None, out: Path = DEFAULT_OUT, jobs: int = 2,
+              here: bool = False) -> tuple[list[Result], list[str]]:
+    """Grade solutions, blanks and wrong submissions; returns results and problems.
+
+    ``here``: the fast path, every notebook graded in this process (:func:`grade_here`).
+    """
     items, expected, generated = selfcheck_submissions(names, out)
-    results = grade_notebooks(items, out, jobs, generated)
+    results = grade_notebooks(items, out, jobs, generated, here)
     problems = []
     for r in results:
         problem = check_expectation(r, expected[r.submission])
@@ -428,6 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="output folder (default: _build/assignments)")
         if name != "generate":
             p.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
+        if name == "selfcheck":
+            p.add_argument("--here", action="store_true",
+                           help="fast: grade in this process, without a kernel per notebook")
     one = sub.add_parser("_one")  # internal: one submission, in its own process
     one.add_argument("autograder", type=Path)
     one.add_argument("notebook", type=Path)
@@ -446,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = grade_folder(args.submissions, args.out, args.jobs)
         problems: list[str] = []
     else:
-        results, problems = selfcheck(args.names, args.out, args.jobs)
+        results, problems = selfcheck(args.names, args.out, args.jobs, args.here)
     csv = write_report(results, args.out)
     print(score_table(results))
     print(f"\n{len(results)} submission(s) graded in {time.perf_counter() - start:.0f} s; "

@@ -9,7 +9,6 @@ query set of a task.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +17,10 @@ import pandas as pd
 
 from metarec.data import FeatureEncoder, build_tasks, cold_start_split, make_synthetic
 
-
-def fresh_rng() -> tuple[np.random.Generator, int]:
-    """A generator with a fresh random seed, and the seed (for the failure messages)."""
-    seed = int.from_bytes(os.urandom(4), "little")
-    return np.random.default_rng(seed), seed
+try:  # the autograder ships checks_support.py beside this module
+    from checks_support import fresh_rng
+except ModuleNotFoundError:  # in the repository: assignments/checks_support.py
+    from assignments.checks_support import fresh_rng
 
 
 def fresh_data(rng: np.random.Generator) -> Any:

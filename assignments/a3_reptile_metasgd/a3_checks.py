@@ -9,9 +9,7 @@ get no gradient).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -21,94 +19,20 @@ import metarec  # noqa: F401
 from metarec.data import TaskBatch
 from metarec.meta import MetaSGD, Reptile, masked_mse
 
-
-def fresh_rng() -> tuple[np.random.Generator, int]:
-    """A generator with a fresh random seed, and the seed (for the failure messages)."""
-    seed = int.from_bytes(os.urandom(4), "little")
-    return np.random.default_rng(seed), seed
-
-
-def as_arrays(values: Sequence[Any], what: str) -> list[np.ndarray]:
-    """``values`` as numpy arrays, with a clear message for ``None`` and non-lists."""
-    assert isinstance(values, list | tuple), (
-        f"{what} must be a list of tensors (one per weight), got {type(values).__name__}")
-    assert all(v is not None for v in values), (
-        f"{what} contains None: a gradient did not reach a weight (is every weight watched "
-        f"and used?)")
-    return [np.asarray(tf.convert_to_tensor(v)) for v in values]
-
-
-def max_rel_error(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> float:
-    """Largest ``|got - want|`` over all tensors, relative to the largest ``|want|``."""
-    scale = max(float(np.max(np.abs(w))) for w in want) + 1e-12
-    return max(float(np.max(np.abs(g - w))) for g, w in zip(got, want, strict=True)) / scale
-
-
-def close(got: Sequence[np.ndarray], want: Sequence[np.ndarray], tol: float) -> bool:
-    """Same shapes and values within ``tol`` (relative to the largest reference entry)."""
-    if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want, strict=True)):
-        return False
-    return max_rel_error(got, want) <= tol
-
-
-class SineMLP(keras.Model):
-    """The 1-40-40-1 ReLU network of the sine tasks, in float64 for exact comparisons."""
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.hidden = [keras.layers.Dense(40, activation="relu", dtype="float64")
-                       for _ in range(2)]
-        self.out = keras.layers.Dense(1, dtype="float64")
-
-    def call(self, inputs: dict[str, Any]) -> Any:
-        h = inputs["x"]
-        for dense in self.hidden:
-            h = dense(h)
-        return keras.ops.squeeze(self.out(h), axis=-1)
-
-
-def sine_batch(rng: np.random.Generator, n_tasks: int, k: int = 8) -> TaskBatch:
-    """``n_tasks`` random sine waves (support and query of ``k`` points each)."""
-    amp = rng.uniform(0.1, 5.0, (n_tasks, 1))
-    phase = rng.uniform(0.0, np.pi, (n_tasks, 1))
-    xs, xq = rng.uniform(-5, 5, (n_tasks, k)), rng.uniform(-5, 5, (n_tasks, k))
-    ones = np.ones((n_tasks, k), np.float32)
-    return TaskBatch({"x": xs[..., None]}, amp * np.sin(xs - phase), ones,
-                     {"x": xq[..., None]}, amp * np.sin(xq - phase), ones.copy(),
-                     np.arange(n_tasks))
-
-
-def sine_model(seed: int) -> SineMLP:
-    keras.utils.set_random_seed(seed % (2**31))
-    model = SineMLP()
-    model({"x": np.zeros((1, 1))})
-    return model
-
-
-def make_loss_fn(model: keras.Model) -> Callable:
-    """``loss_fn(weights, x, y, mask)``: the masked MSE of ``model`` run with ``weights``."""
-    nt = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
-
-    def loss_fn(weights, x, y, mask):
-        x = {k: tf.convert_to_tensor(v) for k, v in x.items()}
-        pred, _ = model.stateless_call(list(weights), nt, x)
-        return masked_mse(tf.reshape(pred, [-1]), tf.convert_to_tensor(y),
-                          tf.convert_to_tensor(mask))
-
-    return loss_fn
-
-
-def weights_of(model: keras.Model) -> list[tf.Tensor]:
-    return [tf.convert_to_tensor(v) for v in model.trainable_variables]
+try:  # the autograder ships checks_support.py beside this module
+    import checks_support as shared
+except ModuleNotFoundError:  # in the repository: assignments/checks_support.py
+    from assignments import checks_support as shared
 
 
 def reference_reptile(model: keras.Model, batch: TaskBatch, alpha: float, steps: int,
                       epsilon: float) -> list[np.ndarray]:
-    """The package's Reptile step: ``phi - epsilon * pseudo_gradient``."""
-    learner = Reptile(model, inner_lr=alpha, inner_steps=steps, meta_step_size=epsilon)
-    _, pseudo = learner.meta_gradients(batch)
-    return [np.asarray(w) - epsilon * np.asarray(tf.convert_to_tensor(g))
-            for w, g in zip(weights_of(model), pseudo, strict=True)]
+    """The package's Reptile step: ``phi - epsilon * pseudo_gradient`` (run eagerly)."""
+    learner = Reptile(model, inner_lr=alpha, inner_steps=steps, meta_step_size=epsilon,
+                      vectorize=False)
+    _, pseudo, _ = shared.reference_gradients(learner, batch)
+    return [np.asarray(w) - epsilon * g
+            for w, g in zip(shared.weights_of(model), pseudo, strict=True)]
 
 
 def adapt_on(model: keras.Model, x: dict, y: np.ndarray, alpha: float, steps: int
@@ -121,8 +45,9 @@ def adapt_on(model: keras.Model, x: dict, y: np.ndarray, alpha: float, steps: in
 
 def _student_reptile(fn: Callable, model: keras.Model, batch: TaskBatch, alpha: float,
                      steps: int, epsilon: float) -> list[np.ndarray]:
-    got = as_arrays(fn(make_loss_fn(model), weights_of(model), batch, alpha, steps, epsilon),
-                    "reptile_step(...)")
+    got = shared.as_arrays(
+        fn(shared.make_loss_fn(model), shared.weights_of(model), batch, alpha, steps, epsilon),
+        "reptile_step(...)")
     n = len(model.trainable_variables)
     assert len(got) == n, f"reptile_step returned {len(got)} tensors for {n} weights"
     return got
@@ -130,69 +55,65 @@ def _student_reptile(fn: Callable, model: keras.Model, batch: TaskBatch, alpha: 
 
 def check_reptile(fn: Callable) -> None:
     """One Reptile step equals the package's on a random sine meta-batch."""
-    rng, seed = fresh_rng()
-    model, batch = sine_model(seed), sine_batch(rng, 4)
+    rng, seed = shared.fresh_rng()
+    model, batch = shared.sine_model(seed), shared.sine_batch(rng, 4)
     alpha, steps, epsilon = 0.01, 3, float(rng.uniform(0.1, 0.9))
     got = _student_reptile(fn, model, batch, alpha, steps, epsilon)
     want = reference_reptile(model, batch, alpha, steps, epsilon)
-    if close(got, want, 1e-7):
+    if shared.close(got, want, 1e-7):
         return
-    theta = [np.asarray(w) for w in weights_of(model)]
+    theta = [np.asarray(w) for w in shared.weights_of(model)]
     mirrored = [2 * t - w for t, w in zip(theta, want, strict=True)]
-    assert not close(got, mirrored, 1e-7), (
+    assert not shared.close(got, mirrored, 1e-7), (
         "wrong sign: your step moves AWAY from the adapted weights; Reptile is "
         "phi <- phi + epsilon * mean_i (W_i - phi)")
     support_only = TaskBatch(batch.support_x, batch.support_y, batch.support_mask,
                              batch.query_x, batch.query_y, np.zeros_like(batch.query_mask),
                              batch.user_ids)
-    assert not close(got, reference_reptile(model, support_only, alpha, steps, epsilon),
+    assert not shared.close(got, reference_reptile(model, support_only, alpha, steps, epsilon),
                      1e-7), (
         "your inner loop adapts on the support set only: during meta-training Reptile's inner "
         "loop uses ALL of a task's ratings (support and query concatenated, with their masks)")
     raise AssertionError(
         f"the Reptile step differs from metarec's Reptile (max relative error "
-        f"{max_rel_error(got, want):.2e}, seed {seed}): W_i = `inner_steps` SGD steps from phi "
-        "on task i's ratings; phi + epsilon * mean_i (W_i - phi)")
+        f"{shared.max_rel_error(got, want):.2e}, seed {seed}): W_i = `inner_steps` SGD steps "
+        "from phi on task i's ratings; phi + epsilon * mean_i (W_i - phi)")
 
 
 def check_reptile_direction(fn: Callable) -> None:
     """One task, epsilon = 1: the step lands on the task's adapted weights."""
-    rng, seed = fresh_rng()
-    model, batch = sine_model(seed), sine_batch(rng, 1)
+    rng, seed = shared.fresh_rng()
+    model, batch = shared.sine_model(seed), shared.sine_batch(rng, 1)
     # An empty query set (mask 0): the task's ratings are its support set alone.
     batch.query_mask[:] = 0.0
     got = _student_reptile(fn, model, batch, 0.01, 2, 1.0)
     want = adapt_on(model, {"x": batch.support_x["x"][0]}, batch.support_y[0], 0.01, 2)
-    if close(got, want, 1e-7):
+    if shared.close(got, want, 1e-7):
         return
-    theta = [np.asarray(w) for w in weights_of(model)]
+    theta = [np.asarray(w) for w in shared.weights_of(model)]
     mirrored = [2 * t - w for t, w in zip(theta, want, strict=True)]
-    assert not close(got, mirrored, 1e-7), (
+    assert not shared.close(got, mirrored, 1e-7), (
         "wrong sign: with one task and epsilon = 1 Reptile must land ON the adapted weights "
         "W (phi + 1 * (W - phi) = W); yours lands on 2 phi - W")
     raise AssertionError(
         f"with one task and epsilon = 1 the step should give the task's adapted weights "
-        f"(max relative error {max_rel_error(got, want):.2e}, seed {seed})")
+        f"(max relative error {shared.max_rel_error(got, want):.2e}, seed {seed})")
 
 
 def _metasgd_case(seed: int, rng: np.random.Generator):
-    model, batch = sine_model(seed), sine_batch(rng, 3)
-    learner = MetaSGD(model, inner_lr=0.01, inner_steps=2)
-    tensors = learner.prepare(batch)  # builds the learner (its rates)
+    model, batch = shared.sine_model(seed), shared.sine_batch(rng, 3)
+    learner = MetaSGD(model, inner_lr=0.01, inner_steps=2, vectorize=False)
+    learner.prepare(batch)  # builds the learner (its rates)
     rates = [rng.uniform(0.001, 0.02, tuple(a.shape)) for a in learner.learning_rates]
     for a, r in zip(learner.learning_rates, rates, strict=True):
         a.assign(r)
-    theta, extra, nt = learner._values()
-    loss, grads_w, grads_a = learner._meta_loss_and_grads(theta, extra, nt, tensors)
-    want = (float(loss), [np.asarray(tf.convert_to_tensor(g)) for g in grads_w],
-            [np.asarray(tf.convert_to_tensor(g)) for g in grads_a])
-    return model, batch, rates, want
+    return model, batch, rates, shared.reference_gradients(learner, batch)
 
 
 def _student_metasgd(fn: Callable, model: keras.Model, rates: list[np.ndarray],
                      batch: TaskBatch):
-    out = fn(make_loss_fn(model), weights_of(model), [tf.constant(r) for r in rates], batch,
-             inner_steps=2)
+    out = fn(shared.make_loss_fn(model), shared.weights_of(model),
+             [tf.constant(r) for r in rates], batch, inner_steps=2)
     assert isinstance(out, tuple) and len(out) == 3, (
         "metasgd_meta_gradients must return (meta_loss, weight_grads, rate_grads)")
     return out
@@ -200,22 +121,22 @@ def _student_metasgd(fn: Callable, model: keras.Model, rates: list[np.ndarray],
 
 def check_metasgd_weights(fn: Callable) -> None:
     """Meta-loss and weight gradients equal the package's Meta-SGD."""
-    rng, seed = fresh_rng()
+    rng, seed = shared.fresh_rng()
     model, batch, rates, (want_loss, want_w, _) = _metasgd_case(seed, rng)
     loss, grads_w, _ = _student_metasgd(fn, model, rates, batch)
-    got = as_arrays(grads_w, "the weight gradients")
+    got = shared.as_arrays(grads_w, "the weight gradients")
     assert abs(float(np.asarray(loss)) - want_loss) <= 1e-7 * max(1.0, abs(want_loss)), (
         f"meta-loss {float(np.asarray(loss)):.6f} differs from metarec's {want_loss:.6f} "
         f"(seed {seed}): the inner step is w - rate * grad with the per-parameter rates")
-    assert close(got, want_w, 1e-6), (
+    assert shared.close(got, want_w, 1e-6), (
         f"the weight gradients differ from metarec's MetaSGD (max relative error "
-        f"{max_rel_error(got, want_w):.2e}, seed {seed}): the inner steps must stay "
+        f"{shared.max_rel_error(got, want_w):.2e}, seed {seed}): the inner steps must stay "
         "differentiable (second order), with the element-wise rates")
 
 
 def check_metasgd_rates(fn: Callable) -> None:
     """The gradients of the learned rates equal the package's Meta-SGD."""
-    rng, seed = fresh_rng()
+    rng, seed = shared.fresh_rng()
     model, batch, rates, (_, _, want_a) = _metasgd_case(seed, rng)
     _, _, grads_a = _student_metasgd(fn, model, rates, batch)
     assert isinstance(grads_a, list | tuple) and len(grads_a) == len(rates), (
@@ -224,10 +145,10 @@ def check_metasgd_rates(fn: Callable) -> None:
     assert not missing, (
         "no gradient reaches the learning rates (None): watch the rates with the outer tape "
         "and use them, without tf.stop_gradient, in the inner update w - rate * grad")
-    got = as_arrays(grads_a, "the rate gradients")
+    got = shared.as_arrays(grads_a, "the rate gradients")
     assert max(float(np.max(np.abs(g))) for g in got) > 0, (
         "the rate gradients are all zero: the rates must enter the inner update w - rate * grad "
         "as differentiable tensors (no tf.stop_gradient)")
-    assert close(got, want_a, 1e-6), (
+    assert shared.close(got, want_a, 1e-6), (
         f"the rate gradients differ from metarec's MetaSGD (max relative error "
-        f"{max_rel_error(got, want_a):.2e}, seed {seed})")
+        f"{shared.max_rel_error(got, want_a):.2e}, seed {seed})")
