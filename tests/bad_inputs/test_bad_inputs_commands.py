@@ -530,3 +530,52 @@ def test_data_source_names_the_release_or_the_custom_file(tmp_path, mlfix):
                       "rating_file": "u.data", "sha256": digest}
     assert str(folder.absolute()) in describe_source(custom)
 
+
+
+_count("commands", 3)  # resumed on other data: run, tune; a damaged provenance file
+
+
+def test_experiment_run_records_its_data_and_refuses_to_mix_two(tmp_path, monkeypatch, mlfix,
+                                                               capsys):
+    calls = _interrupt_on(monkeypatch, "none", "ctrl-c")
+    folder = mlfix.write(tmp_path, "ml-100k")
+    out = tmp_path / "out"
+    run = ["experiment", "run", "quick", "--methods", "popularity", "--out", out]
+    assert _main([*run, "--data-path", folder]) == 0
+    record = json.loads((out / "quick.provenance.json").read_text())
+    digest = hashlib.sha256((folder / "u.data").read_bytes()).hexdigest()
+    assert record["benchmark"] == "quick" and record["data_source"] == {
+        "kind": "custom", "name": "ml-100k", "path": str(folder.absolute()),
+        "rating_file": "u.data", "sha256": digest}
+    rows = (out / "quick.csv").read_bytes()
+    capsys.readouterr()
+    # Resumed on the generated data instead: refused before anything runs, rows untouched.
+    assert _main([*run, "--methods", "popularity", "mf", "--resume"]) == 1
+    line = _one_error_line(capsys)
+    assert "two data sources would mix" in line and f"custom ml-100k copy {folder.absolute()}" \
+        in line and "--overwrite" in line, line
+    assert calls == ["popularity"] and (out / "quick.csv").read_bytes() == rows
+    assert _main([*run, "--resume", "--data-path", folder]) == 0  # the same data: goes on
+    assert _main([*run, "--overwrite"]) == 0  # replaced, with its new source
+    assert json.loads((out / "quick.provenance.json").read_text())["data_source"]["kind"] \
+        == "synthetic"
+    (out / "quick.provenance.json").write_text("{trunc")
+    assert _main([*run, "--resume"]) == 1
+    assert "quick.provenance.json cannot be read" in _one_error_line(capsys)
+
+
+def test_tune_and_when_record_their_data(tmp_path, monkeypatch, mlfix, capsys):
+    from metarec.experiments import when_study
+
+    _fake_tuning(monkeypatch)
+    assert _main([*TUNE, "--trials", "2", "--out", tmp_path]) == 0
+    record = json.loads((tmp_path / "fair-synthetic.provenance.json").read_text())
+    assert record["data_source"] == {"kind": "synthetic", "name": "synthetic"}
+    folder = mlfix.write(tmp_path, "ml-100k")
+    assert _main([*TUNE, "--trials", "3", "--resume", "--data-path", folder, "--out",
+                  tmp_path]) == 1
+    assert "two data sources would mix" in _one_error_line(capsys)
+    monkeypatch.setattr(when_study, "run_when", lambda *a, **k: [])
+    assert _main(["experiment", "when", "--points", "default", "--out", tmp_path]) == 0
+    record = json.loads((tmp_path / "when" / "when.provenance.json").read_text())
+    assert record["data_source"]["kind"] == "synthetic" and "POINTS" in record["generator"]
