@@ -256,7 +256,8 @@ def record_provenance(out_dir: str | Path, name: str, source: dict[str, Any], *,
     from metarec.data.movielens import describe_source
 
     path = Path(out_dir) / f"{name}.provenance.json"
-    record = {"benchmark": name, "data_source": source, **details}
+    # As it reads back from the file (tuples become lists), to compare with an earlier one.
+    record = json.loads(json.dumps({"benchmark": name, "data_source": source, **details}))
     if path.exists() and not overwrite:
         try:
             earlier = json.loads(path.read_text())

@@ -579,3 +579,13 @@ def test_tune_and_when_record_their_data(tmp_path, monkeypatch, mlfix, capsys):
     assert _main(["experiment", "when", "--points", "default", "--out", tmp_path]) == 0
     record = json.loads((tmp_path / "when" / "when.provenance.json").read_text())
     assert record["data_source"]["kind"] == "synthetic" and "POINTS" in record["generator"]
+
+
+def test_provenance_record_reads_back_equal(tmp_path):
+    from metarec.data.movielens import data_source
+
+    details = {"synthetic_kwargs": {"ratings_per_user": (15, 40)}}  # a tuple: a list in JSON
+    first = store.record_provenance(tmp_path, "b", data_source("synthetic"), **details)
+    assert store.record_provenance(tmp_path, "b", data_source("synthetic"), **details) == first
+    with pytest.raises(Exception, match="two data sources would mix"):
+        store.record_provenance(tmp_path, "b", data_source("ml-100k"))
