@@ -50,6 +50,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -248,7 +249,8 @@ def wait_for_peers(timeout: float | None = DEFAULT_PEER_TIMEOUT, *,
     """Wait until every other worker of ``TF_CONFIG``'s cluster accepts connections.
 
     While it waits, this worker listens on its own port (which the strategy takes over
-    next), so workers that start in any order see each other. Called by
+    next), so workers that start in any order see each other; a wait prints one line on
+    stderr saying for whom. Called by
     :func:`make_strategy` before ``MultiWorkerMirroredStrategy()``, whose own wait cannot be
     bounded nor interrupted.
 
@@ -295,14 +297,22 @@ def wait_for_peers(timeout: float | None = DEFAULT_PEER_TIMEOUT, *,
             "same on every machine.") from None
     deadline = None if timeout is None else time.monotonic() + timeout
     why: dict[tuple[str, int], str] = {}
+    told = False
     with listener:
         while True:
             for key, address in list(missing.items()):
-                reason = _refusal(*_host_port(address), timeout=min(1.0, max(poll, 0.05)))
+                left = 2.0 if deadline is None else deadline - time.monotonic()
+                reason = _refusal(*_host_port(address), timeout=min(2.0, max(0.1, left)))
                 if reason is None:
                     del missing[key]
                 else:
                     why[key] = reason
+            if missing and not told:  # one line, so that a wait is never silent
+                told = True
+                limit = "without limit" if timeout is None else f"up to {timeout:g} s"
+                print(f"multi-worker: waiting {limit} for {len(missing)} other worker(s) of "
+                      f"TF_CONFIG ({', '.join(missing.values())})", file=sys.stderr,
+                      flush=True)
             if not missing:
                 # A worker that found this one on its first look may not have been seen by the
                 # others yet: stay visible a little longer (the strategy's server takes the
