@@ -268,7 +268,7 @@ def wait_for_peers(timeout: float | None = DEFAULT_PEER_TIMEOUT, *,
 
     Raises
     ------
-    PeersMissing
+    metarec.train.PeersMissing
         A worker did not come within ``timeout`` (the message names each one, its address
         and what answered there, and the fix), or this worker's own port is taken.
     ValueError
