@@ -136,8 +136,9 @@ def _interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
-    0 success; 1 a data error (missing or damaged files, a damaged tuning study) or a diverged
-    training; 2 a mistake in the command (as argparse): unknown name, bad number, results that
+    0 success; 1 a data error (missing or damaged files, a damaged tuning study), a diverged
+    training or a worker of TF_CONFIG that did not come (``train --peer-timeout``);
+    2 a mistake in the command (as argparse): unknown name, bad number, results that
     exist already, an output folder another run is writing; 130 interrupted (Ctrl-C), 143
     terminated (SIGTERM), with finished results kept and a line saying how to resume. Each
     error is one line on stderr, never a traceback (``METAREC_TRACEBACK=1`` shows the traceback
@@ -150,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from metarec.data.errors import DataError
+    from metarec.train import PeersMissing
 
     # A user's mistake or a problem with their data gets one message, no traceback: exit 2
     # (like argparse) for a bad argument or an existing/unwritable results file, 1 for bad
@@ -164,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_error(parser, err)
             return 1
         except ArithmeticError as err:  # FloatingPointError: training diverged
+            _print_error(parser, err)
+            return 1
+        except PeersMissing as err:  # a multi-worker run: a worker of TF_CONFIG never came
             _print_error(parser, err)
             return 1
         except (ValueError, TypeError, OSError) as err:

@@ -36,29 +36,41 @@ Use it in one of two ways::
 
 or ``learner.fit(..., strategy=strategy)`` with a learner whose model is not built yet (it is
 then built inside ``strategy.scope()``). From the shell: ``python -m metarec train``.
+
+A worker of ``TF_CONFIG`` that never comes would make ``MultiWorkerMirroredStrategy()`` wait
+forever, inside TensorFlow, deaf to Ctrl-C and SIGTERM (its coordination service waits for
+every task to register). :func:`make_strategy` therefore first waits in Python
+(:func:`wait_for_peers`): every other worker must accept a TCP connection on its port within
+``peer_timeout`` seconds, else :class:`~metarec.train.PeersMissing` names those that did not
+come; the strategy is created once all are there.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 
-from metarec._validate import check_int
+from metarec._validate import check_int, check_positive
 
-# Strategy names accepted by make_strategy and ``python -m metarec train --strategy``: defined
-# beside the command line, which must not import TensorFlow.
-from metarec.train import STRATEGIES
+# Strategy names accepted by make_strategy and ``python -m metarec train --strategy``, the peer
+# timeout and its error: defined beside the command line, which must not import TensorFlow.
+from metarec.train import DEFAULT_PEER_TIMEOUT, STRATEGIES, PeersMissing
 
 if TYPE_CHECKING:  # pragma: no cover
     from metarec.data.tasks import TaskBatch
 
 __all__ = [
+    "DEFAULT_PEER_TIMEOUT",
     "STRATEGIES",
+    "PeersMissing",
     "check_created_in_scope",
     "communicated_bytes",
     "configure_logical_cpus",
@@ -70,6 +82,7 @@ __all__ = [
     "resolve_strategy",
     "split_batch",
     "steps_per_epoch",
+    "wait_for_peers",
 ]
 
 
@@ -104,7 +117,8 @@ def max_logical_cpus() -> int:
     return max(os.cpu_count() or 1, 8)
 
 
-def make_strategy(name: str = "mirrored", devices: int | None = None) -> tf.distribute.Strategy:
+def make_strategy(name: str = "mirrored", devices: int | None = None, *,
+                  peer_timeout: float | None = DEFAULT_PEER_TIMEOUT) -> tf.distribute.Strategy:
     """Create a distribution strategy by name.
 
     Parameters
@@ -119,6 +133,11 @@ def make_strategy(name: str = "mirrored", devices: int | None = None) -> tf.dist
         ``"mirrored"`` on a machine without GPUs: first split the CPU into this many logical
         devices (:func:`configure_logical_cpus`; must happen before TensorFlow starts); at
         most :func:`max_logical_cpus`, else a ``ValueError`` before anything starts.
+    peer_timeout : float or None, default 300
+        ``"multi-worker"``: seconds to wait for the other workers of ``TF_CONFIG`` before the
+        strategy is created (:func:`wait_for_peers`); one that does not come raises
+        :class:`~metarec.train.PeersMissing` naming it. ``None`` waits without limit (still
+        interruptible).
 
     Examples
     --------
@@ -128,6 +147,8 @@ def make_strategy(name: str = "mirrored", devices: int | None = None) -> tf.dist
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}.")
+    if peer_timeout is not None:
+        check_positive("make_strategy", "peer_timeout", peer_timeout, why="(seconds)")
     if devices is not None:
         if name != "mirrored":
             raise ValueError("devices= splits the CPU for the 'mirrored' strategy only; "
@@ -150,11 +171,166 @@ def make_strategy(name: str = "mirrored", devices: int | None = None) -> tf.dist
             "cluster and this worker, e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
             "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", "
             "\"index\": 0}}' (index 1 on the second machine).")
+    # Once per process: a second strategy finds the cluster already joined (and this worker's
+    # port held by its own server).
+    from tensorflow.python.eager import context
+
+    if getattr(context.context(), "_collective_ops_server_def", None) is None:
+        wait_for_peers(peer_timeout, tf_config=config)
+    else:
+        _read_tf_config(config)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+#: The jobs of ``TF_CONFIG`` whose tasks join the collectives (an evaluator does not).
+_COLLECTIVE_JOBS = ("chief", "worker")
+
+
+def _read_tf_config(config: str) -> tuple[dict[str, list[str]], str, int]:
+    """``TF_CONFIG``'s cluster (job -> addresses), this task's type and index; checked."""
+    example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": '
+               '{"type": "worker", "index": 0}}')
     try:
-        json.loads(config)
+        parsed = json.loads(config)
     except json.JSONDecodeError as err:
         raise ValueError(f"TF_CONFIG is not valid JSON ({err}): {config!r}.") from err
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    cluster = parsed.get("cluster") if isinstance(parsed, dict) else None
+    task = parsed.get("task") if isinstance(parsed, dict) else None
+    if (not isinstance(cluster, dict) or not isinstance(task, dict)
+            or not all(isinstance(a, list) and all(isinstance(x, str) for x in a)
+                       for a in cluster.values())):
+        raise ValueError(f"TF_CONFIG must name the cluster (each job a list of 'host:port' "
+                         f"addresses) and this task, {example}; got {config!r}.")
+    kind, index = task.get("type"), task.get("index", 0)
+    if not isinstance(kind, str) or isinstance(index, bool) or not isinstance(index, int):
+        raise ValueError(f"TF_CONFIG's task must have a 'type' (e.g. \"worker\") and an "
+                         f"integer 'index', {example}; got {task!r}.")
+    if kind in _COLLECTIVE_JOBS and not 0 <= index < len(cluster.get(kind, [])):
+        raise ValueError(f"TF_CONFIG's task is {kind} {index}, but its cluster lists "
+                         f"{len(cluster.get(kind, []))} {kind} address(es): index from 0 to "
+                         f"{len(cluster.get(kind, [])) - 1}; got {config!r}.")
+    for job in _COLLECTIVE_JOBS:
+        for address in cluster.get(job, []):
+            _host_port(address)
+    return cluster, kind, index
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"TF_CONFIG: {address!r} is not a 'host:port' address (e.g. "
+                         "'host1:12345').")
+    return host.strip("[]"), int(port)
+
+
+def _open_own_port(port: int) -> socket.socket:
+    """Listen on this worker's port until the strategy takes it over, so that the other
+    workers, waiting for this one the same way, see it (else each would wait for the other)."""
+    if socket.has_dualstack_ipv6():
+        return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server(("", port))
+
+
+def _refusal(host: str, port: int, timeout: float) -> str | None:
+    """None when ``host:port`` accepts a TCP connection, else why not (one phrase)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"unknown host {host!r}"
+    except TimeoutError:
+        return "no answer"
+    except OSError as err:
+        return (err.strerror or str(err)).lower()
+
+
+def wait_for_peers(timeout: float | None = DEFAULT_PEER_TIMEOUT, *,
+                   tf_config: str | None = None, poll: float = 0.2) -> None:
+    """Wait until every other worker of ``TF_CONFIG``'s cluster accepts connections.
+
+    While it waits, this worker listens on its own port (which the strategy takes over
+    next), so workers that start in any order see each other; a wait prints one line on
+    stderr saying for whom. Called by
+    :func:`make_strategy` before ``MultiWorkerMirroredStrategy()``, whose own wait cannot be
+    bounded nor interrupted.
+
+    Parameters
+    ----------
+    timeout : float or None, default 300
+        Seconds to wait; ``None``: no limit. Ctrl-C (``KeyboardInterrupt``) or a SIGTERM
+        handler that raises end the wait within ``poll`` seconds.
+    tf_config : str, optional
+        The ``TF_CONFIG`` JSON; default: the environment variable.
+    poll : float
+        Seconds between two attempts to reach a missing worker; once all are there, this
+        worker stays visible ``max(1, 5 * poll)`` seconds more (for those that have not seen
+        it yet) before it returns.
+
+    Raises
+    ------
+    metarec.train.PeersMissing
+        A worker did not come within ``timeout`` (the message names each one, its address
+        and what answered there, and the fix), or this worker's own port is taken.
+    ValueError
+        ``TF_CONFIG`` is missing or malformed.
+    """
+    if timeout is not None:
+        check_positive("wait_for_peers", "timeout", timeout, why="(seconds)")
+    config = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
+    if not config:
+        raise ValueError("wait_for_peers: TF_CONFIG is not set.")
+    cluster, kind, index = _read_tf_config(config)
+    if kind not in _COLLECTIVE_JOBS:  # an evaluator: it joins no collective
+        return
+    missing = {(job, i): address for job in _COLLECTIVE_JOBS
+               for i, address in enumerate(cluster.get(job, [])) if (job, i) != (kind, index)}
+    if not missing:
+        return
+    own = cluster[kind][index]
+    try:
+        listener = _open_own_port(_host_port(own)[1])
+    except OSError as err:
+        raise PeersMissing(
+            f"multi-worker: this worker ({kind} {index} of TF_CONFIG, {own}) cannot listen on "
+            f"its port ({(err.strerror or str(err)).lower()}): another process holds it. End "
+            "that process (an earlier run?) or give this worker a free port in TF_CONFIG, the "
+            "same on every machine.") from None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    why: dict[tuple[str, int], str] = {}
+    told = False
+    with listener:
+        while True:
+            for key, address in list(missing.items()):
+                left = 2.0 if deadline is None else deadline - time.monotonic()
+                reason = _refusal(*_host_port(address), timeout=min(2.0, max(0.1, left)))
+                if reason is None:
+                    del missing[key]
+                else:
+                    why[key] = reason
+            if missing and not told:  # one line, so that a wait is never silent
+                told = True
+                limit = "without limit" if timeout is None else f"up to {timeout:g} s"
+                print(f"multi-worker: waiting {limit} for {len(missing)} other worker(s) of "
+                      f"TF_CONFIG ({', '.join(missing.values())})", file=sys.stderr,
+                      flush=True)
+            if not missing:
+                # A worker that found this one on its first look may not have been seen by the
+                # others yet: stay visible a little longer (the strategy's server takes the
+                # port over right after, so a late look finds it anyway).
+                time.sleep(max(1.0, 5 * poll))
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(poll)
+    peers = ", ".join(f"{job} {i} at {address} ({why[(job, i)]})"
+                      for (job, i), address in missing.items())
+    others = sum(len(cluster.get(job, [])) for job in _COLLECTIVE_JOBS) - 1
+    raise PeersMissing(
+        f"multi-worker: {len(missing)} of the {others} other worker(s) of TF_CONFIG did not "
+        f"come within {timeout:g} s: {peers}. Start the same command there with TF_CONFIG's "
+        "task set to that job and index (the same cluster on every machine), check the host "
+        "names and ports in TF_CONFIG and that no firewall blocks them, or wait longer "
+        "(--peer-timeout SECONDS; make_strategy(peer_timeout=...)).")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

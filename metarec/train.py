@@ -18,6 +18,11 @@ Examples::
                 "task": {"type": "worker", "index": 0}}' \\
         python -m metarec train maml --strategy multi-worker --out runs/maml-2hosts
 
+With ``--strategy multi-worker`` each worker first waits for the others named in ``TF_CONFIG``
+(``--peer-timeout`` seconds, 300 by default): one that does not come ends the run with one
+``error:`` line naming it (exit status 1) instead of TensorFlow's silent wait; Ctrl-C or SIGTERM
+end the wait at once (exit status 130 or 143).
+
 Training is :func:`metarec.experiments.train_method`, the core of every study (early stopping
 on the validation users' MAE, the best epoch's weights restored), here with the model, learner
 and optimizer created inside ``strategy.scope()``; the files are stored with
@@ -43,7 +48,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metarec.cli_types import at_least
+from metarec.cli_types import at_least, positive_float
 from metarec.experiments.store import (
     atomic_replace,
     keep_previous,
@@ -52,11 +57,23 @@ from metarec.experiments.store import (
     write_text,
 )
 
-__all__ = ["OUTPUT_FILES", "STRATEGIES", "register_train_commands", "run_training"]
+__all__ = ["DEFAULT_PEER_TIMEOUT", "OUTPUT_FILES", "STRATEGIES", "PeersMissing",
+           "register_train_commands", "run_training"]
 
 #: Strategy names of ``--strategy`` and :func:`metarec.distribute.make_strategy` (which imports
 #: them from here: building the command line must not import TensorFlow).
 STRATEGIES = ("default", "mirrored", "multi-worker")
+
+#: Seconds a multi-worker run waits for the other workers of ``TF_CONFIG`` (``--peer-timeout``,
+#: :func:`metarec.distribute.make_strategy`'s ``peer_timeout``).
+DEFAULT_PEER_TIMEOUT = 300.0
+
+
+class PeersMissing(RuntimeError):
+    """A worker of ``TF_CONFIG``'s cluster did not come within the peer timeout (or this
+    worker's own port is taken): the command line's exit status 1. Defined here, not in
+    :mod:`metarec.distribute`, because the command line must not import TensorFlow."""
+
 
 #: What a run writes into its output folder.
 OUTPUT_FILES = ("learner", "history.csv", "results.csv", "run.json")
@@ -84,6 +101,10 @@ def register_train_commands(subparsers: Any) -> None:
                         "--devices logical CPUs); multi-worker: the machines named in TF_CONFIG")
     p.add_argument("--devices", type=at_least(1),
                    help="mirrored without GPUs: split the CPU into this many logical devices")
+    p.add_argument("--peer-timeout", type=positive_float, default=DEFAULT_PEER_TIMEOUT,
+                   metavar="SECONDS",
+                   help="multi-worker: how long to wait for the other workers of TF_CONFIG "
+                        "before giving up with an error naming them (default: %(default)g)")
     p.add_argument("--bucket", action="store_true",
                    help="group tasks by support size (each meta-batch pads to its own longest)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -95,7 +116,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run = run_training(args.method, args.out, dataset=args.dataset, data_path=args.data_path,
                        seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                        patience=args.patience, strategy=args.strategy, devices=args.devices,
-                       bucket=args.bucket, overwrite=args.overwrite)
+                       bucket=args.bucket, overwrite=args.overwrite,
+                       peer_timeout=args.peer_timeout)
     if run["wrote"]:
         from metarec.data.movielens import describe_source
 
@@ -111,10 +133,14 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
                  data_path: str | Path | None = None, seed: int = 0, epochs: int | None = None,
                  batch_size: int = 32, patience: int = 3, strategy: Any = "default",
                  devices: int | None = None, bucket: bool = False,
-                 overwrite: bool = False) -> dict[str, Any]:
+                 overwrite: bool = False,
+                 peer_timeout: float | None = DEFAULT_PEER_TIMEOUT) -> dict[str, Any]:
     """Train ``method`` under ``strategy`` and write :data:`OUTPUT_FILES` into ``out``.
 
-    ``strategy`` is a name of :data:`metarec.distribute.STRATEGIES` or a strategy object.
+    ``strategy`` is a name of :data:`metarec.distribute.STRATEGIES` or a strategy object;
+    ``devices`` and ``peer_timeout`` are passed to :func:`metarec.distribute.make_strategy`
+    with a name (a ``"multi-worker"`` run raises :class:`PeersMissing` when another worker
+    of ``TF_CONFIG`` does not come within ``peer_timeout`` seconds).
     Returns the contents of ``run.json`` plus ``wrote`` (False on workers other than 0).
     """
     from metarec import distribute
@@ -122,7 +148,8 @@ def run_training(method: str, out: str | Path, *, dataset: str = "ml-100k",
     # First: logical devices and the multi-worker runtime need an untouched TensorFlow.
     if isinstance(strategy, str):
         name = strategy
-        strategy = distribute.make_strategy(strategy, devices=devices)
+        strategy = distribute.make_strategy(strategy, devices=devices,
+                                            peer_timeout=peer_timeout)
     else:
         name = type(strategy).__name__
     out = Path(out)

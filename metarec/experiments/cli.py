@@ -2,6 +2,13 @@
 
 Building the parser imports nothing heavy (``--help`` and argument errors answer at once):
 every command handler imports the study it runs, and TensorFlow with it, when it is called.
+
+``tune``, ``run`` and ``noise`` write ``OUT/NAME.provenance.json`` before anything runs, and
+``when`` writes ``OUT/when/when.provenance.json``: the data the results are computed on
+(official release and its checksum, custom ``--data-path`` folder and the sha256 of its
+rating file, or synthetic data), as ``train`` records it in ``run.json``
+(:func:`~metarec.experiments.store.record_provenance`; a resumed run on other data is
+refused). The results files themselves are unchanged.
 """
 
 from __future__ import annotations
@@ -126,6 +133,30 @@ def _locked(out: str | Path, command: str, keys: Iterable[str]) -> Iterator[None
         yield
 
 
+def _record_data(out: str | Path, config: Any, *, resume: bool = False,
+                 overwrite: bool = False) -> Path:
+    """Write (or check) ``OUT/NAME.provenance.json`` for benchmark ``config``, before it runs."""
+    from metarec.data.movielens import data_source
+    from metarec.experiments.store import keep_previous, record_provenance
+
+    keep_previous([], resume=resume, overwrite=overwrite)  # both flags: refused, nothing written
+    source = data_source(config.dataset, config.data_path)
+    details = ({"synthetic_kwargs": dict(config.synthetic_kwargs)}
+               if source["kind"] == "synthetic" and config.synthetic_kwargs else {})
+    return record_provenance(out, config.name, source, overwrite=overwrite, **details)
+
+
+def _record_when(folder: Path, *, resume: bool, overwrite: bool) -> Path:
+    """``when.provenance.json``: chapter 9's points generate their own synthetic data."""
+    from metarec.data.movielens import data_source
+    from metarec.experiments.store import keep_previous, record_provenance
+
+    keep_previous([], resume=resume, overwrite=overwrite)
+    return record_provenance(folder, "when", data_source("synthetic"), overwrite=overwrite,
+                             generator="make_synthetic with each point's arguments "
+                                       "(metarec.experiments.when_study.POINTS)")
+
+
 def _set_threads(n: int | None) -> None:
     if n:
         import tensorflow as tf
@@ -178,6 +209,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     # One tuning per study file at a time (tunings of other models may run side by side).
     with _locked(args.out, f"python -m metarec experiment tune {args.name}",
                  [f"tune-{config.name}-{c.model}.tuner{args.tuner_seed}" for c in cells]):
+        _record_data(args.out, config)
         data = prepare_benchmark(config, TUNING_SEED)
         configs = tune_grid(data, Path(args.out), config.name,
                             n_trials=args.trials or config.n_trials, cells=cells,
@@ -212,6 +244,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     out = Path(args.out)
     with _locked(out, f"python -m metarec experiment run {args.name}", [f"run-{config.name}"]):
+        _record_data(out, config, resume=args.resume, overwrite=args.overwrite)
         if config.grid:
             configs = args.configs or out / f"{config.name}.configs.json"
             paths = run_grid(config, configs, out, cells=args.cells, resume=args.resume,
@@ -239,6 +272,7 @@ def _cmd_noise(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     with _locked(args.out, f"python -m metarec experiment noise {args.name}",
                  [f"noise-{config.name}"]):
+        _record_data(args.out, config, resume=args.resume, overwrite=args.overwrite)
         table = run_noise(config, args.out, tuner_seeds=args.tuner_seeds,
                           cells=args.cells or NOISE_CELLS, resume=args.resume,
                           overwrite=args.overwrite)
@@ -254,6 +288,8 @@ def _cmd_when(args: argparse.Namespace) -> int:
     # One process per point at a time (points may run side by side in parallel processes).
     with _locked(Path(args.out) / when.BENCHMARK, "python -m metarec experiment when",
                  [f"when-{p}" for p in (args.points or when.POINTS) if p in when.POINTS]):
+        _record_when(Path(args.out) / when.BENCHMARK, resume=args.resume,
+                     overwrite=args.overwrite)
         paths = when.run_when(args.out, points=args.points,
                               seeds=tuple(args.seeds) if args.seeds else when.SEEDS,
                               n_trials=args.trials or when.N_TRIALS, resume=args.resume,

@@ -17,7 +17,11 @@ user's file"):
   file holding the writer's process id is created before anything runs and removed on exit;
   another run into the same folder is refused (``FolderLocked``)
   unless the lock is stale (its process is dead);
-* ``progress_bar``: the bar over a study's (seed, method or cell) jobs.
+* ``progress_bar``: the bar over a study's (seed, method or cell) jobs;
+* ``record_provenance``: ``NAME.provenance.json`` beside a benchmark's results names the data
+  they were computed on (official release with its checksum, or a custom folder with the
+  sha256 of its rating file, or synthetic data), as ``run.json`` does for ``train``; a
+  resumed run on other data is refused, so results of two data sources never mix.
 
 Example
 -------
@@ -56,6 +60,7 @@ __all__ = [
     "keep_previous",
     "output_lock",
     "progress_bar",
+    "record_provenance",
     "write_frame",
     "write_tables",
     "write_text",
@@ -230,6 +235,56 @@ def keep_previous(files: Iterable[str | Path], *, resume: bool = False,
     raise FileExistsError(
         f"{', '.join(str(p) for p in existing)} already exist(s), maybe the results of "
         f"another run. {again} or choose another --out folder.")
+
+
+def record_provenance(out_dir: str | Path, name: str, source: dict[str, Any], *,
+                      overwrite: bool = False, **details: Any) -> Path:
+    """Write ``out_dir/NAME.provenance.json``: the data source of benchmark ``name``'s results.
+
+    ``source`` is :func:`metarec.data.movielens.data_source`'s record; ``details`` are added
+    as they are (e.g. ``synthetic_kwargs``). The file's content depends on the data only (no
+    time, no command), so the runs and tunings of one benchmark, side by side or one after
+    the other, write the same file. Called before anything runs.
+
+    Raises
+    ------
+    metarec.data.errors.DataError
+        The file exists and names another source (or cannot be read), unless ``overwrite``:
+        the results in ``out_dir`` were computed on other data, and continuing would mix them.
+    """
+    from metarec.data.errors import DataError
+    from metarec.data.movielens import describe_source
+
+    path = Path(out_dir) / f"{name}.provenance.json"
+    # As it reads back from the file (tuples become lists), to compare with an earlier one.
+    record = json.loads(json.dumps({"benchmark": name, "data_source": source, **details}))
+    if path.exists() and not overwrite:
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path} cannot be read ({err}); it records the data of the "
+                            "results beside it. Restore it, or choose another --out "
+                            "folder.") from None
+        if earlier == record:
+            return path
+        before = (describe_source(earlier["data_source"]) if isinstance(earlier, dict)
+                  and isinstance(earlier.get("data_source"), dict)
+                  and "kind" in earlier["data_source"] else repr(earlier))
+        raise DataError(
+            f"{path} says the results of {name!r} in {Path(out_dir)} were computed on "
+            f"{before}{_details(earlier)}, but this run reads {describe_source(source)}"
+            f"{_details(record)}: results of two data sources would mix. Use the same data, "
+            "choose another --out folder, or pass --overwrite to replace the earlier "
+            "results.")
+    write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def _details(record: Any) -> str:
+    if not isinstance(record, dict):
+        return ""
+    extra = {k: v for k, v in record.items() if k not in ("benchmark", "data_source")}
+    return f" ({extra})" if extra else ""
 
 
 class _NoBar:

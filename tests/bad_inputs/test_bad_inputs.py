@@ -90,11 +90,14 @@ CATEGORIES = {
     "command line": "one line on stderr, no traceback, exit status 2",
     "commands": "`train`, `experiment run|tune|when`: every number range-checked, every error "
                 "one `error:` line (exit status 1 or 2; interrupted: 130/143, finished "
-                "results kept, how to resume), never a traceback",
+                "results kept, how to resume), never a traceback; results on other data than "
+                "their `NAME.provenance.json` refused",
     "concurrency": "a folder (or benchmark, study file, point) another live run is writing "
                    "is refused before anything runs; a dead run's lock is replaced",
     "strategies": "`--devices` bounded, fewer tasks than replicas refused: ValueError "
-                  "before training (no hang, no NaN loss)",
+                  "before training (no hang, no NaN loss); a multi-worker peer that never "
+                  "comes: one `error:` line naming it and TF_CONFIG after `--peer-timeout` "
+                  "(exit status 1), Ctrl-C/SIGTERM end the wait (130/143)",
     "studies": "a resumed tuning study keeps its larger budget; a damaged configs file or "
                "study is one `error:` line",
     "diverging training": "FloatingPointError; the model keeps its last finite weights",

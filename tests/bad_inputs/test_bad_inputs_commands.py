@@ -61,6 +61,8 @@ TRAIN_NUMBERS = [
     (["--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
     (["--patience", "-2"], "--patience: expected an integer >= 0, got -2"),
     (["--devices", "0"], "--devices: expected an integer >= 1, got 0"),
+    (["--peer-timeout", "0"], "--peer-timeout: expected a finite number > 0, got 0"),
+    (["--peer-timeout", "nan"], "--peer-timeout: expected a finite number > 0, got nan"),
 ]
 _count("commands", len(TRAIN_NUMBERS))
 
@@ -393,6 +395,131 @@ def test_fewer_tasks_than_replicas_is_refused_before_training():
         learner.fit(tasks, epochs=1, batch_size=4, verbose=0, strategy=four_replicas)
 
 
+# ------------------------------------------------------- strategies: a worker that never comes
+def _tf_config(monkeypatch, index: int = 0, workers: list[str] | None = None) -> list[str]:
+    """TF_CONFIG of two workers on free local ports (nobody listens on them); returns them."""
+    if workers is None:
+        workers = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("localhost", 0))
+                workers.append(f"localhost:{s.getsockname()[1]}")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": workers},
+                                                "task": {"type": "worker", "index": index}}))
+    return workers
+
+
+_count("strategies")
+
+
+def test_train_ends_when_a_worker_never_comes(tmp_path, monkeypatch, capsys):
+    # Before: MultiWorkerMirroredStrategy() waited forever, silent and deaf to SIGTERM.
+    calls = _no_training(monkeypatch)
+    workers = _tf_config(monkeypatch)
+    started = time.monotonic()
+    code = _main(["train", "maml", "--dataset", "synthetic", "--strategy", "multi-worker",
+                  "--peer-timeout", "1", "--out", tmp_path / "o"])
+    assert code == 1 and time.monotonic() - started < 15
+    err = capsys.readouterr().err
+    assert f"waiting up to 1 s for 1 other worker(s) of TF_CONFIG ({workers[1]})" in err, err
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "Traceback" not in err
+    assert f"worker 1 at {workers[1]} (connection refused)" in line, line
+    assert "TF_CONFIG" in line and "--peer-timeout" in line and "within 1 s" in line, line
+    assert calls == [] and not (tmp_path / "o").exists()
+
+
+_count("strategies", 2)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_signal_ends_the_wait_for_workers(signum, status, tmp_path, monkeypatch, capsys):
+    import threading
+
+    calls = _no_training(monkeypatch)
+    _tf_config(monkeypatch, index=1)
+    done = threading.Event()
+
+    def send():
+        if not done.wait(1.0):
+            os.kill(os.getpid(), signum)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    started = time.monotonic()
+    try:
+        code = _main(["train", "maml", "--dataset", "synthetic", "--strategy", "multi-worker",
+                      "--peer-timeout", "60", "--out", tmp_path / "o"])
+    finally:
+        done.set()
+        sender.join()
+    assert code == status and time.monotonic() - started < 15
+    assert "no results were written" in _one_error_line(capsys) and calls == []
+
+
+_count("strategies", 4)
+
+
+def test_make_strategy_bounds_the_wait_for_workers(monkeypatch):
+    from metarec import distribute
+
+    workers = _tf_config(monkeypatch)
+    with pytest.raises(distribute.PeersMissing, match=f"worker 1 at {workers[1]}"):
+        distribute.make_strategy("multi-worker", peer_timeout=0.5)
+    with pytest.raises(ValueError, match="peer_timeout must be a finite number > 0"):
+        distribute.make_strategy("multi-worker", peer_timeout=0)
+    _tf_config(monkeypatch, index=2, workers=workers)
+    with pytest.raises(ValueError, match="task is worker 2, but its cluster lists 2 worker"):
+        distribute.make_strategy("multi-worker", peer_timeout=0.5)
+    _tf_config(monkeypatch, workers=[workers[0], "host-without-port"])
+    with pytest.raises(ValueError, match="'host-without-port' is not a 'host:port' address"):
+        distribute.make_strategy("multi-worker", peer_timeout=0.5)
+
+
+_count("strategies")
+
+
+def test_a_worker_whose_port_is_taken_says_so(monkeypatch):
+    from metarec import distribute
+
+    with socket.create_server(("", 0)) as taken:
+        own = f"localhost:{taken.getsockname()[1]}"
+        config = json.dumps({"cluster": {"worker": [own, "localhost:1"]},
+                             "task": {"type": "worker", "index": 0}})
+        with pytest.raises(distribute.PeersMissing, match="cannot listen on its port"):
+            distribute.wait_for_peers(5, tf_config=config)
+
+
+def test_workers_waiting_for_each_other_all_go_on(monkeypatch):
+    import threading
+
+    from metarec import distribute
+
+    workers = _tf_config(monkeypatch)  # just for two free ports
+    configs = [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker",
+                                                                     "index": i}})
+               for i in range(2)]
+    errors = []
+
+    def worker(config):
+        try:
+            distribute.wait_for_peers(10, tf_config=config, poll=0.05)
+        except Exception as err:  # noqa: BLE001  (reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in configs]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert errors == [] and time.monotonic() - started < 5
+    for address in workers:  # each port is free again for the strategy's own server
+        with socket.create_server(("", int(address.rsplit(":", 1)[1]))):
+            pass
+
+
 # ----------------------------------------------------------------------------- provenance
 def test_data_source_names_the_release_or_the_custom_file(tmp_path, mlfix):
     from metarec.data.movielens import data_source, describe_source
@@ -406,3 +533,62 @@ def test_data_source_names_the_release_or_the_custom_file(tmp_path, mlfix):
                       "rating_file": "u.data", "sha256": digest}
     assert str(folder.absolute()) in describe_source(custom)
 
+
+
+_count("commands", 3)  # resumed on other data: run, tune; a damaged provenance file
+
+
+def test_experiment_run_records_its_data_and_refuses_to_mix_two(tmp_path, monkeypatch, mlfix,
+                                                               capsys):
+    calls = _interrupt_on(monkeypatch, "none", "ctrl-c")
+    folder = mlfix.write(tmp_path, "ml-100k")
+    out = tmp_path / "out"
+    run = ["experiment", "run", "quick", "--methods", "popularity", "--out", out]
+    assert _main([*run, "--data-path", folder]) == 0
+    record = json.loads((out / "quick.provenance.json").read_text())
+    digest = hashlib.sha256((folder / "u.data").read_bytes()).hexdigest()
+    assert record["benchmark"] == "quick" and record["data_source"] == {
+        "kind": "custom", "name": "ml-100k", "path": str(folder.absolute()),
+        "rating_file": "u.data", "sha256": digest}
+    rows = (out / "quick.csv").read_bytes()
+    capsys.readouterr()
+    # Resumed on the generated data instead: refused before anything runs, rows untouched.
+    assert _main([*run, "--methods", "popularity", "mf", "--resume"]) == 1
+    line = _one_error_line(capsys)
+    assert "two data sources would mix" in line and f"custom ml-100k copy {folder.absolute()}" \
+        in line and "--overwrite" in line, line
+    assert calls == ["popularity"] and (out / "quick.csv").read_bytes() == rows
+    assert _main([*run, "--resume", "--data-path", folder]) == 0  # the same data: goes on
+    assert _main([*run, "--overwrite"]) == 0  # replaced, with its new source
+    assert json.loads((out / "quick.provenance.json").read_text())["data_source"]["kind"] \
+        == "synthetic"
+    (out / "quick.provenance.json").write_text("{trunc")
+    assert _main([*run, "--resume"]) == 1
+    assert "quick.provenance.json cannot be read" in _one_error_line(capsys)
+
+
+def test_tune_and_when_record_their_data(tmp_path, monkeypatch, mlfix, capsys):
+    from metarec.experiments import when_study
+
+    _fake_tuning(monkeypatch)
+    assert _main([*TUNE, "--trials", "2", "--out", tmp_path]) == 0
+    record = json.loads((tmp_path / "fair-synthetic.provenance.json").read_text())
+    assert record["data_source"] == {"kind": "synthetic", "name": "synthetic"}
+    folder = mlfix.write(tmp_path, "ml-100k")
+    assert _main([*TUNE, "--trials", "3", "--resume", "--data-path", folder, "--out",
+                  tmp_path]) == 1
+    assert "two data sources would mix" in _one_error_line(capsys)
+    monkeypatch.setattr(when_study, "run_when", lambda *a, **k: [])
+    assert _main(["experiment", "when", "--points", "default", "--out", tmp_path]) == 0
+    record = json.loads((tmp_path / "when" / "when.provenance.json").read_text())
+    assert record["data_source"]["kind"] == "synthetic" and "POINTS" in record["generator"]
+
+
+def test_provenance_record_reads_back_equal(tmp_path):
+    from metarec.data.movielens import data_source
+
+    details = {"synthetic_kwargs": {"ratings_per_user": (15, 40)}}  # a tuple: a list in JSON
+    first = store.record_provenance(tmp_path, "b", data_source("synthetic"), **details)
+    assert store.record_provenance(tmp_path, "b", data_source("synthetic"), **details) == first
+    with pytest.raises(Exception, match="two data sources would mix"):
+        store.record_provenance(tmp_path, "b", data_source("ml-100k"))
