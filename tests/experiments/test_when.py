@@ -134,7 +134,8 @@ def test_every_axis_point_exists_and_anil_runs_last_layer_head_and_all():
     for axis in when.AXES.values():
         assert all(name in when.POINTS for name, _ in axis)
     labels = [s for _, s, _ in when.variants(when.ANIL_POINT)]
-    assert {"maml[last]", "maml[decision]", "maml[all]"} <= set(labels)
+    assert {"maml[decision]", "maml[all]"} <= set(labels)
+    assert set(when.ANIL_ADAPT) <= set(when.ANIL_SETS)
     for _, s, cell in when.variants(when.ANIL_POINT):
         if s.startswith("maml["):
             assert cell.adapt_choices == [s[5:-1]]
@@ -148,9 +149,8 @@ def test_anil_arm_adapts_the_last_layer_only():
 
     data = when.prepare_point(when.POINTS["default"], 0)
     sizes = {}
-    for adapt in when.ANIL_ADAPT:
-        cell = dict(((m, s), c) for m, s, c in when.variants(when.ANIL_POINT))[
-            (when.MODEL, f"maml[{adapt}]")]
+    for adapt in ("last", "decision", "all"):
+        cell = when._FixedAdaptCell(when.MODEL, "maml", adapt)
         method = cell_method(cell, {"inner_lr": 0.01, "outer_lr": 0.001, "adapt": adapt,
                                     "inner_steps": 1})
         learner = method.build(data.encoder.spec, seed=0, global_mean=data.train_mean)
