@@ -49,6 +49,26 @@ class Adapter:
         dict ``x`` (``[S, ...]``) and ratings ``y`` (``[S]``). Returns an :class:`AdaptedModel`.
         """
         where = f"{self.display_name}.adapt"
+        x, y = self._support_arrays(support, where, allow_empty=False)
+        if steps is not None:
+            steps = check_int(where, "steps", steps, 0)
+        self._build(x)
+        steps = self.inner_steps if steps is None else steps
+        theta, extra, nt = self._values()
+        fast, frozen = self._split(theta)
+        xt = {k: tf.convert_to_tensor(v) for k, v in x.items()}
+        fast, _ = self._adapt_task(fast, frozen, nt, xt, tf.constant(y),
+                                   tf.ones_like(tf.constant(y)), steps, create_graph=False,
+                                   training=False, extra=extra)
+        return AdaptedModel(self, fast, frozen)
+
+    def _support_arrays(self, support: Any, where: str,
+                        allow_empty: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``adapt``'s input checks: one user's support ``(x, y)``, ``y`` as float32 ``[S]``.
+
+        ``support`` is a :class:`Task` (checked against the learner's encoder) or a pair
+        ``(x, y)``; an empty support set is refused unless ``allow_empty``.
+        """
         if isinstance(support, Task):
             if support.encoder_fingerprint is not None:
                 self.check_tasks(TaskSet([support]), where, "support")
@@ -63,7 +83,7 @@ class Adapter:
         if y.ndim != 1:
             raise ValueError(f"{where}: the support ratings y must be 1-D [S], got shape "
                              f"{y.shape}.")
-        if len(y) == 0:
+        if len(y) == 0 and not allow_empty:
             raise ValueError(f"{where}: the support set is empty; give at "
                              "least one rating (or use the un-adapted model for a new user).")
         if not np.isfinite(y).all():
@@ -73,14 +93,4 @@ class Adapter:
         if any(n != len(y) for n in rows.values()):
             raise ValueError(f"{where}: every feature of x needs one row per rating "
                              f"({len(y)} ratings), got rows {rows}.")
-        if steps is not None:
-            steps = check_int(where, "steps", steps, 0)
-        self._build(x)
-        steps = self.inner_steps if steps is None else steps
-        theta, extra, nt = self._values()
-        fast, frozen = self._split(theta)
-        xt = {k: tf.convert_to_tensor(v) for k, v in x.items()}
-        fast, _ = self._adapt_task(fast, frozen, nt, xt, tf.constant(y),
-                                   tf.ones_like(tf.constant(y)), steps, create_graph=False,
-                                   training=False, extra=extra)
-        return AdaptedModel(self, fast, frozen)
+        return x, y
