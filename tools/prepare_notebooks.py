@@ -7,8 +7,9 @@
    (Colab). It is tagged ``remove-cell`` (not shown in the HTML book) but runs everywhere, nbval
    included.
 2. A code cell whose statements are only checks (``assert``, ``np.testing.assert_*(...)``, or
-   ``for``/``if`` blocks of them) and that prints nothing is tagged ``remove-input``: the reader
-   does not see it, CI still runs it, and the prose says what it checks.
+   ``for``/``if`` blocks of them) and that prints nothing is tagged ``hide-input``: folded in the
+   HTML book (a reader can unfold it to see how a claim is checked), CI still runs it, and the
+   prose says what it checks.
 
 Idempotent and deterministic: running it twice changes nothing; it never executes a notebook (the
 install cell is stored without outputs; a new one has ``execution_count`` null, one already in a
@@ -34,7 +35,7 @@ CONFIG = ROOT / "_config.yml"
 INSTALL_ID = "install-metarec"
 INSTALL_TAG = "remove-cell"
 MARKER = "# Launch buttons (Colab, Binder): install metarec when it is missing"
-HIDE_TAG = "remove-input"
+HIDE_TAG = "hide-input"
 # Tags that already keep a cell's code from the reader.
 HIDING_TAGS = {"remove-input", "hide-input", "remove-cell", "hide-cell"}
 

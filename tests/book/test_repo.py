@@ -214,7 +214,7 @@ def test_assert_only_cells_are_hidden_from_the_reader(path: Path):
     visible = [i for i, c in enumerate(cells)
                if prepare_notebooks.is_check_only(c) and not prepare_notebooks.is_hidden(c)]
     assert not visible, (
-        f"{rel(path)}: cells {visible} only assert; tag them `remove-input` (run "
+        f"{rel(path)}: cells {visible} only assert; tag them `hide-input` (run "
         "`python tools/prepare_notebooks.py`) and say in the prose what they check")
 
 
@@ -246,7 +246,7 @@ def test_prepare_notebooks_tags_only_check_cells():
     assert prepare_notebooks.dumps(prepare_notebooks.prepare(once)) == prepare_notebooks.dumps(once)
     assert once["cells"][0] == prepare_notebooks.install_cell()
     tags = [c["metadata"].get("tags", []) for c in once["cells"][1:]]
-    assert tags == [["remove-input"]] * 3 + [[], []]
+    assert tags == [["hide-input"]] * 3 + [[], []]
 
 
 def test_notebook_times_table_lists_every_notebook():
