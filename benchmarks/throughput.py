@@ -183,7 +183,8 @@ def run_xla_group(config: dict) -> list[dict]:
 
     dataset, enc, tasks = ml100k_tasks(max_support=16, synthetic=config["synthetic"])
     size, n = config["batch_size"], config["warmup"] + config["steps_measured"]
-    batches = [tasks.batch(range(i * size, (i + 1) * size)) for i in range(n + 1)]
+    batches = [tasks.batch([(i * size + j) % len(tasks) for j in range(size)])
+               for i in range(n + 1)]
     rows = []
     for label, name, steps in XLA_LEARNERS:
         learner = melu_learner(name, enc.spec, steps, jit_compile=config["jit_compile"])
