@@ -3,7 +3,7 @@
     python -m benchmarks.throughput            # full table (a few minutes on 2 cores)
     python -m benchmarks.throughput --quick    # inner steps 1 only
     python -m benchmarks.throughput --xla      # graph mode vs XLA (jit_compile=True)
-    python -m benchmarks.throughput --xla --quick   # the same, 3 rounds of 2 steps
+    python -m benchmarks.throughput --xla --quick   # the same, 2 blocks of 4 steps
 
 Setting: the MeLU network on ml-100k-sized tasks (MovieLens 100K meta-training users when the
 data is available, else synthetic tasks of the same shapes): meta-batch 32, support sets of at
@@ -30,8 +30,8 @@ size (``make_synthetic(943 users, 1682 items)``), for MAML with 1 and 5 inner st
 first-order MAML, Meta-SGD, Reptile (5 steps) and the MeLU recipe (MAML on the decision
 layers), each with a fresh learner; ``first call`` is the time of the first step (tracing, and
 XLA's compilation: the compile cost), ``tasks/s`` the rate over distinct meta-batches of one
-shape after warm-up, the two modes' steps alternating in rounds (a load that changes during
-the run affects both alike). Each data set runs in its own process.
+shape after warm-up, the two modes taking turns in blocks of steps (a load that changes
+during the run affects both alike). Each data set runs in its own process.
 """
 
 from __future__ import annotations
@@ -182,16 +182,17 @@ def run_xla_group(config: dict) -> list[dict]:
     """Every learner of :data:`XLA_LEARNERS` on one data set, graph mode and XLA (one process).
 
     For each learner a graph-mode and an XLA learner are built and called once (the first call
-    is timed: tracing, plus compilation under XLA); their measured steps then alternate in
-    rounds, so that a change in the machine's load affects both modes alike.
+    is timed: tracing, plus compilation under XLA); then the modes take turns in ``rounds``
+    blocks of ``warmup`` untimed and ``steps_measured`` timed steps, so that a change in the
+    machine's load affects both modes alike. (The first graph-mode steps right after XLA steps
+    were several times slower in one test, hence the untimed steps of every block.)
     """
     import time
 
     dataset, enc, tasks = ml100k_tasks(max_support=16, synthetic=config["synthetic"])
-    size, rounds = config["batch_size"], config["rounds"]
-    n = config["warmup"] + config["steps_measured"] * rounds
+    size, warmup, k = config["batch_size"], config["warmup"], config["steps_measured"]
     batches = [tasks.batch([(i * size + j) % len(tasks) for j in range(size)])
-               for i in range(n + 1)]
+               for i in range(1 + warmup + k)]
     rows = []
     for label, name, steps in XLA_LEARNERS:
         modes = {}
@@ -201,18 +202,15 @@ def run_xla_group(config: dict) -> list[dict]:
             step = learner.make_train_function()
             start = time.perf_counter()
             float(step(inputs[0]))
-            first = time.perf_counter() - start
-            time_steps(step, inputs[1:config["warmup"] + 1], config["warmup"])
-            modes[jit] = {"step": step, "inputs": inputs[config["warmup"] + 1:],
-                          "first": first, "elapsed": 0.0}
-        k = config["steps_measured"]
-        for r in range(rounds):
+            modes[jit] = {"step": step, "inputs": inputs[1:],
+                          "first": time.perf_counter() - start, "elapsed": 0.0}
+        for _ in range(config["rounds"]):
             for mode in modes.values():
-                mode["elapsed"] += time_steps(mode["step"], mode["inputs"][r * k:(r + 1) * k], 0)
+                mode["elapsed"] += time_steps(mode["step"], mode["inputs"], warmup)
         for jit, mode in modes.items():
             rows.append({"data": "synthetic" if config["synthetic"] else dataset,
                          "learner": label, "steps": steps, "mode": "XLA" if jit else "graph",
-                         "tasks_per_s": k * rounds * size / mode["elapsed"],
+                         "tasks_per_s": k * config["rounds"] * size / mode["elapsed"],
                          "first_call_s": mode["first"]})
     return rows
 
@@ -224,8 +222,8 @@ def xla_table(quick: bool, batch_size: int, steps_measured: int) -> Any:
     rows = []
     for synthetic in (False, True):
         config = {"xla": True, "synthetic": synthetic, "batch_size": batch_size,
-                  "warmup": 1 if quick else 3, "rounds": 3 if quick else 5,
-                  "steps_measured": 2 if quick else max(1, steps_measured // 5)}
+                  "warmup": 2 if quick else 3, "rounds": 2 if quick else 4,
+                  "steps_measured": 4 if quick else max(1, steps_measured // 4)}
         rows += run_isolated("benchmarks.throughput", config)["rows"]
         print(f"  {'synthetic' if synthetic else 'ml-100k'}: done", file=sys.stderr)
     long = pd.DataFrame(rows)
