@@ -24,11 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ml100k_tasks(max_support: int | None = None) -> tuple[str, Any, Any]:
+def ml100k_tasks(max_support: int | None = None,
+                 synthetic: bool = False) -> tuple[str, Any, Any]:
     """``(dataset name, encoder, TaskSet)``: the meta-training users of MovieLens 100K.
 
     Split and tasks with seed 0 (MeLU protocol; support sets capped at ``max_support``). Without
-    the data (no download here), synthetic ratings of the same size stand in.
+    the data (no download here), or with ``synthetic``, synthetic ratings of the same size
+    stand in.
     """
     from metarec.data import (
         DataError,
@@ -39,9 +41,13 @@ def ml100k_tasks(max_support: int | None = None) -> tuple[str, Any, Any]:
         make_synthetic,
     )
 
-    try:
-        ds = load_movielens("ml-100k", download=False)
-    except DataError:
+    ds = None
+    if not synthetic:
+        try:
+            ds = load_movielens("ml-100k", download=False)
+        except DataError:
+            pass
+    if ds is None:
         ds = make_synthetic(n_users=943, n_items=1682, seed=0)
     split = cold_start_split(ds, seed=0)
     enc = FeatureEncoder().fit(ds, split.train)
@@ -49,11 +55,11 @@ def ml100k_tasks(max_support: int | None = None) -> tuple[str, Any, Any]:
 
 
 def melu_learner(name: str, spec: Any, inner_steps: int, *, vectorize: bool = True,
-                 reptile_sgd: bool = True) -> Any:
+                 reptile_sgd: bool = True, jit_compile: bool = False) -> Any:
     """A compiled learner ``name`` (a :mod:`metarec.meta` class) on a seeded MeLU network.
 
     Inner learning rate 1e-3; outer optimizer Adam(1e-4), or SGD(1e-3) for Reptile when
-    ``reptile_sgd`` (its default rule).
+    ``reptile_sgd`` (its default rule); ``jit_compile``: XLA.
     """
     import keras
 
@@ -62,7 +68,7 @@ def melu_learner(name: str, spec: Any, inner_steps: int, *, vectorize: bool = Tr
 
     keras.utils.set_random_seed(0)
     learner = getattr(meta, name)(MeLUNetwork(spec), inner_lr=1e-3, inner_steps=inner_steps,
-                                  vectorize=vectorize)
+                                  vectorize=vectorize, jit_compile=jit_compile)
     learner.compile(keras.optimizers.SGD(1e-3) if name == "Reptile" and reptile_sgd
                     else keras.optimizers.Adam(1e-4))
     return learner

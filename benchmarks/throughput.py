@@ -2,6 +2,8 @@
 
     python -m benchmarks.throughput            # full table (a few minutes on 2 cores)
     python -m benchmarks.throughput --quick    # inner steps 1 only
+    python -m benchmarks.throughput --xla      # graph mode vs XLA (jit_compile=True)
+    python -m benchmarks.throughput --xla --quick   # the same, 2 blocks of 4 steps
 
 Setting: the MeLU network on ml-100k-sized tasks (MovieLens 100K meta-training users when the
 data is available, else synthetic tasks of the same shapes): meta-batch 32, support sets of at
@@ -21,6 +23,15 @@ Implementations compared:
   TensorFlow MAML code does it (no ``tf.function``; the reference point for "naive" code);
 * ``hand-written``: a hand-vectorized MAML of the MeLU network in raw TensorFlow (embeddings
   shared, decision weights tiled per task), the speed a specialised implementation gets.
+
+``--xla`` prints another table (issue 21): the package's training step in graph mode and with
+``jit_compile=True`` side by side, on MovieLens 100K tasks and on synthetic tasks of the same
+size (``make_synthetic(943 users, 1682 items)``), for MAML with 1 and 5 inner steps,
+first-order MAML, Meta-SGD, Reptile (5 steps) and the MeLU recipe (MAML on the decision
+layers), each with a fresh learner; ``first call`` is the time of the first step (tracing, and
+XLA's compilation: the compile cost), ``tasks/s`` the rate over distinct meta-batches of one
+shape after warm-up, the two modes taking turns in blocks of steps (a load that changes
+during the run affects both alike). Each data set runs in its own process.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 from benchmarks.common import melu_learner, ml100k_tasks, peak_memory_mib, run_isolated, time_steps
 
@@ -161,6 +173,72 @@ def run_one(config: dict) -> dict:
     }
 
 
+#: The learners of the graph-vs-XLA table: (label, class name, inner steps).
+XLA_LEARNERS = [("MAML", "MAML", 1), ("MAML", "MAML", 5), ("FOMAML", "FOMAML", 1),
+                ("MetaSGD", "MetaSGD", 1), ("Reptile", "Reptile", 5), ("MeLU", "MeLU", 1)]
+
+
+def run_xla_group(config: dict) -> list[dict]:
+    """Every learner of :data:`XLA_LEARNERS` on one data set, graph mode and XLA (one process).
+
+    For each learner a graph-mode and an XLA learner are built and called once (the first call
+    is timed: tracing, plus compilation under XLA); then the modes take turns in ``rounds``
+    blocks of ``warmup`` untimed and ``steps_measured`` timed steps, so that a change in the
+    machine's load affects both modes alike. (The first graph-mode steps right after XLA steps
+    were several times slower in one test, hence the untimed steps of every block.)
+    """
+    import time
+
+    dataset, enc, tasks = ml100k_tasks(max_support=16, synthetic=config["synthetic"])
+    size, warmup, k = config["batch_size"], config["warmup"], config["steps_measured"]
+    batches = [tasks.batch([(i * size + j) % len(tasks) for j in range(size)])
+               for i in range(1 + warmup + k)]
+    rows = []
+    for label, name, steps in XLA_LEARNERS:
+        modes = {}
+        for jit in (False, True):
+            learner = melu_learner(name, enc.spec, steps, jit_compile=jit)
+            inputs = [learner.prepare(b) for b in batches]
+            step = learner.make_train_function()
+            start = time.perf_counter()
+            float(step(inputs[0]))
+            modes[jit] = {"step": step, "inputs": inputs[1:],
+                          "first": time.perf_counter() - start, "elapsed": 0.0}
+        for _ in range(config["rounds"]):
+            for mode in modes.values():
+                mode["elapsed"] += time_steps(mode["step"], mode["inputs"], warmup)
+        for jit, mode in modes.items():
+            rows.append({"data": "synthetic" if config["synthetic"] else dataset,
+                         "learner": label, "steps": steps, "mode": "XLA" if jit else "graph",
+                         "tasks_per_s": k * config["rounds"] * size / mode["elapsed"],
+                         "first_call_s": mode["first"]})
+    return rows
+
+
+def xla_table(quick: bool, batch_size: int, steps_measured: int) -> Any:
+    """Graph mode vs XLA, one row per (data set, learner): tasks/s, ratio, first-call seconds."""
+    import pandas as pd
+
+    rows = []
+    for synthetic in (False, True):
+        config = {"xla": True, "synthetic": synthetic, "batch_size": batch_size,
+                  "warmup": 2 if quick else 3, "rounds": 2 if quick else 4,
+                  "steps_measured": 4 if quick else max(1, steps_measured // 4)}
+        rows += run_isolated("benchmarks.throughput", config)["rows"]
+        print(f"  {'synthetic' if synthetic else 'ml-100k'}: done", file=sys.stderr)
+    long = pd.DataFrame(rows)
+    wide = long.pivot_table(index=["data", "learner", "steps"], columns="mode",
+                            values=["tasks_per_s", "first_call_s"], sort=False)
+    table = pd.DataFrame({
+        "graph tasks/s": wide[("tasks_per_s", "graph")],
+        "XLA tasks/s": wide[("tasks_per_s", "XLA")],
+        "XLA / graph": wide[("tasks_per_s", "XLA")] / wide[("tasks_per_s", "graph")],
+        "graph first call (s)": wide[("first_call_s", "graph")],
+        "XLA first call (s)": wide[("first_call_s", "XLA")],
+    }).reset_index()
+    return table
+
+
 def configurations(quick: bool, batch_size: int, steps_measured: int) -> list[dict]:
     inner_steps = [1] if quick else [1, 3, 5]
     out = []
@@ -185,12 +263,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="measured training steps")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--xla", action="store_true",
+                        help="graph mode vs XLA (jit_compile=True), ML-100K and synthetic tasks")
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(json.loads(args.one))))
+        config = json.loads(args.one)
+        result = {"rows": run_xla_group(config)} if config.get("xla") else run_one(config)
+        print(json.dumps(result))
         return 0
 
     import pandas as pd
+
+    if args.xla:
+        table = xla_table(args.quick, args.batch_size, args.steps)
+        print(f"\nMeta-training throughput, graph mode vs XLA, MeLU network, meta-batch "
+              f"{args.batch_size}, support <= 16, query 10, {os.cpu_count()} CPU cores\n")
+        print(table.to_markdown(index=False, floatfmt=".2f"))
+        if args.json:
+            table.to_json(args.json, orient="records", indent=1)
+        return 0
 
     rows = []
     for config in configurations(args.quick, args.batch_size, args.steps):

@@ -56,9 +56,16 @@ class MetaLearner(Trainer, Evaluator, Adapter, Saveable, InputChecks, LearnerCor
         on CPU, issue 21): under XLA ``tf.vectorized_map`` wrapped its loop in an inner
         ``tf.function`` whose gradient needed values as compile-time constants, making every
         input a constant. The learner now builds it inline under ``jit_compile``, so one
-        program serves each shape; it costs a longer first epoch (compilation, about 2x graph
-        mode's tracing on ML-100K tasks) and was about as fast per epoch as graph mode in a
-        single measurement on 2 loaded CPU cores.
+        program serves each input shape (a run compiles one per meta-batch shape: the full
+        batch and a last smaller one). When it helps: in
+        ``python -m benchmarks.throughput --xla --quick`` (MeLU network, meta-batch 32, 2 CPU
+        cores, measured under load from other jobs) a training step ran 1.35-1.8x faster
+        under XLA on both MovieLens 100K and synthetic tasks (MAML 1 and 5 steps, first-order
+        MAML, Meta-SGD, Reptile, MeLU), but the first call (tracing and compiling) took 2-3x
+        longer, 4-10 s more per compiled function. XLA pays for long runs (hundreds of
+        meta-batches per compiled shape), not for short runs such as one tuning trial of a
+        fresh learner; its losses match graph mode's to float32 rounding, not bit for bit,
+        which is why graph mode stays the default.
 
     Notes
     -----
