@@ -440,6 +440,9 @@ def test_a_signal_ends_the_wait_for_workers(signum, status, tmp_path, monkeypatc
     calls = _no_training(monkeypatch)
     _tf_config(monkeypatch, index=1)
     done = threading.Event()
+    # A terminal gives a process Python's default SIGINT handler; pytest-xdist's workers ignore
+    # SIGINT (SIG_IGN), which would make this test wait for the whole timeout.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def send():
         if not done.wait(1.0):
@@ -454,6 +457,7 @@ def test_a_signal_ends_the_wait_for_workers(signum, status, tmp_path, monkeypatc
     finally:
         done.set()
         sender.join()
+        signal.signal(signal.SIGINT, previous)
     assert code == status and time.monotonic() - started < 15
     assert "no results were written" in _one_error_line(capsys) and calls == []
 
