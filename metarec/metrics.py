@@ -244,12 +244,8 @@ def precision_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHO
     >>> precision_at_k([5, 2, 4, 1], [0.9, 0.8, 0.1, 0.0], k=10)   # 2 relevant of n = 4
     0.5
     """
-    k = _check_k(k)
-    threshold = _check_threshold(threshold)
-    t, s = _pair(y_true, y_score)
-    if t.size == 0:
-        return float("nan")
-    return float(np.mean(_ranking(t, s)[: min(k, t.size)] >= threshold))
+    top = _relevance(y_true, y_score, k, threshold)
+    return float("nan") if top is None else float(np.mean(top[0]))
 
 
 def recall_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHOLD) -> float:
@@ -319,12 +315,8 @@ def hit_rate_at_k(y_true, y_score, k: int, threshold: float = RELEVANCE_THRESHOL
     >>> hit_rate_at_k([5, 2, 4, 1], [0.0, 0.8, 0.1, 0.9], k=3)
     1.0
     """
-    k = _check_k(k)
-    threshold = _check_threshold(threshold)
-    t, s = _pair(y_true, y_score)
-    if t.size == 0:
-        return float("nan")
-    return float(np.any(_ranking(t, s)[:k] >= threshold))
+    top = _relevance(y_true, y_score, k, threshold)
+    return float("nan") if top is None else float(np.any(top[0]))
 
 
 def average_precision_at_k(y_true, y_score, k: int,
