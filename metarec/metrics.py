@@ -72,6 +72,7 @@ import numpy as np
 
 __all__ = [
     "RELEVANCE_THRESHOLD",
+    "NonFinitePredictionError",
     "average_precision_at_k",
     "hit_rate_at_k",
     "mae",
@@ -82,6 +83,12 @@ __all__ = [
     "summarize",
     "task_metrics",
 ]
+
+class NonFinitePredictionError(ValueError):
+    """Predictions are NaN (or, after adaptation, infinite): the model diverged or got invalid
+    input. A ``ValueError``, so callers that catch bad input still catch it; training loops
+    catch this class alone to apply a divergence policy (``MetaLearner.fit``)."""
+
 
 #: Ratings at or above this value are relevant for precision, recall, hit rate and AP.
 RELEVANCE_THRESHOLD = 4.0
@@ -101,7 +108,8 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("True ratings contain NaN: a rating is missing or invalid; drop or "
                          "fix that row (a metric of a NaN rating is undefined).")
     if np.isnan(p).any():
-        raise ValueError("Predictions contain NaN: the model diverged or got invalid input.")
+        raise NonFinitePredictionError("Predictions contain NaN: the model diverged or got "
+                                       "invalid input.")
     return t, p
 
 
@@ -426,7 +434,8 @@ def task_metrics(
         raise ValueError("True ratings contain NaN at real (mask 1) entries: a rating is "
                          "missing or invalid; drop or fix that row.")
     if np.isnan(p[real]).any():
-        raise ValueError("Predictions contain NaN: the model diverged or got invalid input.")
+        raise NonFinitePredictionError("Predictions contain NaN: the model diverged or got "
+                                       "invalid input.")
     if isinstance(ks, int | np.integer | str):
         raise TypeError(f"ks must be a sequence of cut-offs such as (1, 3), got {ks!r}.")
     ks = [_check_k(k) for k in ks]

@@ -65,9 +65,10 @@ _HOMES = {
                                   "write_frame", "write_text"),
     "metarec.experiments.sweeps": ("inner_steps_sweep", "support_size_sweep"),
     "metarec.experiments.training": ("METRICS", "SCENARIOS", "SUPPORT_SIZES", "KeepBestWeights",
-                                     "PreparedData", "epochs_run", "evaluate_groups",
-                                     "evaluate_scenarios", "load_dataset", "prepare",
-                                     "support_size_tasks", "train_method", "train_tuned"),
+                                     "PreparedData", "diverged_epochs", "epochs_run",
+                                     "evaluate_groups", "evaluate_scenarios", "load_dataset",
+                                     "prepare", "support_size_tasks", "train_method",
+                                     "train_tuned"),
     "metarec.experiments.tuning": ("export_configs", "load_configs", "tune_grid"),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}

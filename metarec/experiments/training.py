@@ -68,6 +68,7 @@ __all__ = [
     "PreparedData",
     "SCENARIOS",
     "SUPPORT_SIZES",
+    "diverged_epochs",
     "epochs_run",
     "evaluate_groups",
     "evaluate_scenarios",
@@ -156,11 +157,16 @@ def train_method(method: Method | str, data: PreparedData, seed: int, *,
                  verbose: int = 0,
                  callbacks: Sequence[keras.callbacks.Callback] = (),
                  strategy: Any = None, bucket: bool = False,
-                 learner: MetaLearner | None = None) -> tuple[MetaLearner, float]:
+                 learner: MetaLearner | None = None,
+                 validation_diverged: str = "worst") -> tuple[MetaLearner, float]:
     """Build and train one method; returns the learner and the training time in seconds.
 
     Training stops early when the validation users' MAE has not improved for ``patience``
-    epochs, and the weights of the best epoch are restored. ``callbacks`` (Keras callbacks,
+    epochs, and the weights of the best epoch are restored. An epoch whose validation
+    predictions are NaN (adaptation diverges on a validation user) counts as the worst score
+    and is never restored (``validation_diverged="worst"``, ``MetaLearner.fit``); the
+    number of such epochs is :func:`diverged_epochs`. The tuner passes ``"raise"`` (a
+    diverging configuration is a failed trial). ``callbacks`` (Keras callbacks,
     e.g. a ``keras.callbacks.LambdaCallback`` that logs every epoch) are called too; they see
     ``loss`` and ``val_mae``, ``val_rmse``, ``val_ndcg@k`` in the epoch logs. ``epochs``
     overrides the method's (not a closed-form method's 0). The epoch logs are in
@@ -194,7 +200,8 @@ def train_method(method: Method | str, data: PreparedData, seed: int, *,
         learner.fit(data.tasks["train"], epochs=n_epochs, batch_size=batch_size,
                     validation_tasks=data.tasks["validation"],
                     callbacks=[stop, best, *callbacks],
-                    verbose=verbose, strategy=strategy, bucket=bucket)
+                    verbose=verbose, strategy=strategy, bucket=bucket,
+                    validation_diverged=validation_diverged)
     return learner, time.perf_counter() - start
 
 
@@ -217,6 +224,14 @@ def train_tuned(cell: Cell, tuned: Mapping[str, Any], data: PreparedData, seed: 
 def epochs_run(learner: MetaLearner) -> int:
     """The number of epochs the learner's last ``fit`` ran (0 if it was never fitted)."""
     return len(learner.history.history["loss"]) if learner.history else 0
+
+
+def diverged_epochs(learner: MetaLearner) -> int:
+    """Epochs of the learner's last ``fit`` whose validation predictions were NaN (scored as
+    the worst, never restored; 0 if it was never fitted or ran with ``"raise"``)."""
+    if not learner.history:
+        return 0
+    return int(sum(learner.history.history.get("val_diverged", [])))
 
 
 def evaluate_scenarios(learner: MetaLearner, data: PreparedData,

@@ -133,7 +133,8 @@ def _objective(cell: Cell, data: PreparedData, seed: int, batch_size: int,
         try:
             learner, seconds = train_method(method, data, seed, batch_size=batch_size,
                                             epochs=epochs, patience=PATIENCE,
-                                            callbacks=[report], learner=learner)
+                                            callbacks=[report], learner=learner,
+                                            validation_diverged="raise")
             trial.set_user_attr("epochs_run", len(learner.history.history["loss"])
                                 if learner.history is not None else 0)
             if report.pruned:

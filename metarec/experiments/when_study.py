@@ -54,6 +54,7 @@ from metarec.experiments.store import (
 from metarec.experiments.training import (
     SUPPORT_SIZES,
     PreparedData,
+    diverged_epochs,
     epochs_run,
     evaluate_groups,
     prepare,
@@ -235,7 +236,7 @@ def run_variant(point: str, configs: dict[str, Any], seed: int, model: str, labe
             **ident, support_size=n, steps=steps))
         curves.append(mean.loc[("test", n)].reset_index().assign(**ident, support_size=n))
     run = {**ident, "train_seconds": seconds, "adapt": cfg["params"]["adapt"],
-           "epochs": epochs_run(learner)}
+           "epochs": epochs_run(learner), "diverged_epochs": diverged_epochs(learner)}
     order = ["point", "seed", "model", "scheme", "support_size"]
     users_df = pd.concat(users, ignore_index=True)[order + ["user_id", "steps", "mae",
                                                            "diverged"]]

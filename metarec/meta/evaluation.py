@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from metarec._validate import check_int, check_ks
 from metarec.data.tasks import TaskBatch, TaskSet
-from metarec.metrics import summarize, task_metrics
+from metarec.metrics import NonFinitePredictionError, summarize, task_metrics
 
 
 class Evaluator:
@@ -150,7 +150,7 @@ class Evaluator:
                 pred = preds[:, k]
                 bad = ~np.isfinite(np.where(batch.query_mask > 0, pred, 0.0)).all(axis=1)
                 if bad.any():
-                    raise ValueError(
+                    raise NonFinitePredictionError(
                         f"{self.display_name}: predictions of {int(bad.sum())} task(s) became "
                         f"NaN or infinite after {k} inner steps (inner_lr={self.inner_lr}); "
                         "lower inner_lr or the number of steps, or score them with "

@@ -20,6 +20,7 @@ import tensorflow as tf
 from metarec import distribute
 from metarec._validate import check_int
 from metarec.data.tasks import TaskSource
+from metarec.metrics import NonFinitePredictionError
 
 #: Tag of the in-graph finiteness check; ``fit`` recognises its error by it.
 NONFINITE_TAG = "metarec: non-finite meta-loss or gradient, update not applied"
@@ -218,6 +219,7 @@ class Trainer:
         validation_batch_size: int = 256,
         strategy: tf.distribute.Strategy | None = None,
         bucket: bool = False,
+        validation_diverged: str = "raise",
     ) -> keras.callbacks.History:
         """Meta-train on ``tasks``; returns a Keras ``History`` (``history.history``).
 
@@ -239,6 +241,13 @@ class Trainer:
 
         A non-finite meta-loss or gradient raises ``FloatingPointError`` without applying that
         step; callbacks' ``on_train_end`` still runs (``KeepBestWeights`` restores).
+
+        ``validation_diverged``: what an epoch whose validation predictions are NaN does (the
+        training loss was finite, but adapting to some validation user diverges). ``"raise"``
+        (default): ``metarec.metrics.NonFinitePredictionError``. ``"worst"``: the epoch scores
+        ``val_mae = val_rmse = inf`` (nDCG NaN), so early stopping counts it as no improvement
+        and ``KeepBestWeights`` never keeps it; ``val_diverged`` (1.0 or 0.0) is logged every
+        epoch. What a practitioner's early stopping does; the fair studies' runs use it.
         """
         where = f"{self.display_name}.fit"
         epochs = check_int(where, "epochs", epochs, 1)
@@ -246,6 +255,9 @@ class Trainer:
         validation_batch_size = check_int(where, "validation_batch_size",
                                           validation_batch_size, 1)
         verbose = check_int(where, "verbose", verbose, 0, 2)
+        if validation_diverged not in ("raise", "worst"):
+            raise ValueError(f"{where}: validation_diverged must be 'raise' or 'worst', got "
+                             f"{validation_diverged!r}.")
         self.check_tasks(tasks, where, stream=True)
         if validation_tasks is not None:
             self.check_tasks(validation_tasks, where, "validation_tasks")
@@ -310,8 +322,8 @@ class Trainer:
                     cb.on_train_batch_end(i, {"loss": loss})
                 logs = {"loss": float(np.mean(losses))}
                 if validation_tasks is not None:
-                    val = self.evaluate(validation_tasks, batch_size=validation_batch_size)
-                    logs.update({f"val_{k}": v for k, v in val.items()})
+                    logs.update(self._validation_logs(validation_tasks, validation_batch_size,
+                                                      validation_diverged))
                 cb.on_epoch_end(epoch, logs)
                 if getattr(self.model, "stop_training", False):
                     break
@@ -321,6 +333,23 @@ class Trainer:
             cb.on_train_end(logs)
         self.history = next(c for c in cb.callbacks if isinstance(c, keras.callbacks.History))
         return self.history
+
+    def _validation_logs(self, tasks: Any, batch_size: int, diverged: str) -> dict[str, float]:
+        """``val_*`` metrics of one epoch, with ``fit``'s ``validation_diverged`` policy."""
+        try:
+            val = {f"val_{k}": v for k, v in self.evaluate(tasks, batch_size=batch_size).items()}
+        except NonFinitePredictionError:
+            if diverged == "raise":
+                raise
+            # The names evaluate() returns (default ks), all "worst": errors infinite,
+            # rankings undefined.
+            val = {"val_mae": float("inf"), "val_rmse": float("inf"),
+                   "val_ndcg@1": float("nan"), "val_ndcg@3": float("nan"),
+                   "val_diverged": 1.0}
+            return val
+        if diverged == "worst":
+            val["val_diverged"] = 0.0
+        return val
 
     def _epoch(self, tasks: TaskSource, strategy: tf.distribute.Strategy, replicated: bool,
                batch_size: int, shuffle: bool, seed: int, bucket: bool):

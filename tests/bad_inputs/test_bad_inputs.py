@@ -31,11 +31,17 @@ from metarec.data.errors import DataError
 from metarec.data.movielens import read_movielens
 from metarec.data.pipeline import TaskStream
 from metarec.data.tasks import Task, TaskSet
-from metarec.experiments import ExperimentConfig, KeepBestWeights, get_method, run_experiment
+from metarec.experiments import (
+    ExperimentConfig,
+    KeepBestWeights,
+    diverged_epochs,
+    get_method,
+    run_experiment,
+)
 from metarec.experiments import recipe_study as recipe_study_module
 from metarec.experiments.guarded import evaluate_steps_guarded
 from metarec.meta import MAML, MetaSGD, Reptile, load_learner
-from metarec.metrics import ndcg_at_k, task_metrics
+from metarec.metrics import NonFinitePredictionError, ndcg_at_k, task_metrics
 from metarec.models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +106,9 @@ CATEGORIES = {
                   "(exit status 1), Ctrl-C/SIGTERM end the wait (130/143)",
     "studies": "a resumed tuning study keeps its larger budget; a damaged configs file or "
                "study is one `error:` line",
-    "diverging training": "FloatingPointError; the model keeps its last finite weights",
+    "diverging training": "FloatingPointError; the model keeps its last finite weights; "
+                          "NaN validation predictions: NonFinitePredictionError, or with "
+                          "validation_diverged='worst' an epoch scored inf, never restored",
 }
 
 
@@ -361,7 +369,7 @@ def test_stream_cases_cover_every_argument_it_takes():
 
 # ----------------------------------------------------------------------------- explicit cases
 #: Inputs the explicit tests below try, by category (for the docs table).
-EXTRA_CASES = {"diverging training": 4, "saved learners": 6, "experiment runs": 9,
+EXTRA_CASES = {"diverging training": 5, "saved learners": 6, "experiment runs": 9,
                "command line": 6, "data files": 4, "tasks of another encoder": 1,
                "metrics": 1}
 
@@ -624,6 +632,39 @@ def test_docs_table_is_current():
     assert summary_table() in text, ("book/api.md's table of bad inputs is stale; regenerate "
                                      "it with `PYTHONPATH=. python "
                                      "tests/bad_inputs/test_bad_inputs.py`")
+
+
+def test_fit_scores_a_diverged_validation_epoch_as_the_worst(world):
+    """validation_diverged="worst": an epoch whose validation predictions are NaN scores
+    val_mae = inf, is flagged, and is never the epoch KeepBestWeights restores."""
+    keras.utils.set_random_seed(0)
+    model = build_model("mf", world["encoder"].spec)
+    learner = MAML(model, inner_lr=0.1, adapt=model.ADAPT)
+    validation = world["train"].subset(np.arange(8))
+    evaluate, calls = learner.evaluate, []
+
+    def diverges_on_second_call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise NonFinitePredictionError("Predictions contain NaN: the model diverged.")
+        return evaluate(*args, **kwargs)
+
+    learner.evaluate = diverges_on_second_call
+    best = KeepBestWeights(learner)
+    history = learner.fit(world["train"], epochs=3, batch_size=16, verbose=0,
+                          validation_tasks=validation, callbacks=[best],
+                          validation_diverged="worst").history
+    assert history["val_diverged"] == [0.0, 1.0, 0.0]
+    assert history["val_mae"][1] == math.inf and math.isfinite(history["val_mae"][2])
+    assert diverged_epochs(learner) == 1
+    assert best.best == min(history["val_mae"][0], history["val_mae"][2])
+    # The default policy raises the error (and the tuner's diverging trial stays failed).
+    calls.clear()
+    with pytest.raises(NonFinitePredictionError, match="Predictions contain NaN"):
+        learner.fit(world["train"], epochs=2, batch_size=16, verbose=0,
+                    validation_tasks=validation)
+    with pytest.raises(ValueError, match="validation_diverged must be 'raise' or 'worst'"):
+        learner.fit(world["train"], epochs=1, verbose=0, validation_diverged="skip")
 
 
 if __name__ == "__main__":
