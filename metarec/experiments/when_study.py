@@ -425,6 +425,36 @@ def run_when(out_dir: str | Path, *, points: Sequence[str] | None = None,
     return written
 
 
+def map_verdicts(users: pd.DataFrame, points: Sequence[str],
+                 schemes: Sequence[str] = ("maml", "metasgd"), model: str = MODEL,
+                 correction: str = "holm") -> pd.DataFrame:
+    """Run-level verdicts of ``schemes`` against the conventional model, per point and support
+    size: the chapter's map, under chapter 8's statistics.
+
+    ``users``: the per-user rows of :func:`load_results`. Each (scheme, point, support size)
+    compares ``model/scheme`` with ``model/finetune`` on the same test users of the same seeds
+    (:func:`metarec.experiments.verdict.verdict_table`: random-intercept model over seeds,
+    users nested; ``correction`` across *all* the rows returned, one family; no noise floor:
+    the map has no tuning-noise study). Columns: those of ``verdict_table`` plus ``point``,
+    ``support_size`` and ``scheme``; ``label`` is helps / ties / hurts, ``pairs_*`` the per-user
+    pair view (secondary).
+    """
+    from metarec.experiments.verdict import verdict_table
+
+    part = users[users["point"].isin(points) & (users["model"] == model)
+                 & users["scheme"].isin(("finetune", *schemes))]
+    if part.empty:
+        raise ValueError(f"no rows of {model} at points {list(points)}")
+    part = part.assign(scenario=part["point"] + "|" + part["support_size"].astype(str))
+    comparisons = [(f"{model}/{s}", f"{model}/finetune") for s in schemes]
+    table = verdict_table(part, 0.0, comparisons=comparisons, family=(),
+                          correction=correction)
+    table[["point", "support_size"]] = table["scenario"].str.split("|", expand=True)
+    table["support_size"] = table["support_size"].astype(int)
+    table["scheme"] = table["cell"].str.split("/", n=1).str[1]
+    return table.reset_index(drop=True)
+
+
 def load_results(out_dir: str | Path, part: str = "users") -> pd.DataFrame:
     """One results table (``users``, ``curves`` or ``runs``) of every point found."""
     frames = [_read(paths(out_dir, name)[part]) for name in POINTS]
@@ -436,6 +466,6 @@ def load_results(out_dir: str | Path, part: str = "users") -> pd.DataFrame:
 
 
 __all__ = ["ANIL_POINT", "AXES", "MODEL", "POINTS", "REFERENCE", "SCHEMES", "SEEDS",
-           "SUPPORT_SIZES", "Point", "adaptation_cost", "load_results", "paths",
+           "SUPPORT_SIZES", "Point", "adaptation_cost", "load_results", "map_verdicts", "paths",
            "prepare_point", "run_point", "run_variant", "run_when", "support_groups",
            "taste_statistics", "tune_point", "variants"]

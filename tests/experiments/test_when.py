@@ -164,3 +164,35 @@ def test_anil_arm_adapts_the_last_layer_only():
     assert sizes["last"] < sizes["decision"] < sizes["all"]
     with pytest.raises(ValueError, match="adapt='user'"):
         cell_method(cell, {"inner_lr": 0.01, "outer_lr": 0.001, "adapt": "user"})
+
+
+def _map_users(shift: float, seed_noise: float) -> pd.DataFrame:
+    """Per-user rows of two points: at "far" MAML is `shift` better on every seed, at "near"
+    the seeds disagree (a per-seed offset of +-`seed_noise`)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for point in ("near", "far"):
+        for seed in range(5):
+            offset = shift if point == "far" else seed_noise * (-1) ** seed
+            for n in (1, 5):
+                for user in range(30):
+                    base = 1.0 + rng.normal(0, 0.2)
+                    for scheme, mae in (("finetune", base),
+                                        ("maml", base - offset + rng.normal(0, 0.01))):
+                        rows.append({"point": point, "seed": seed, "model": when.MODEL,
+                                     "scheme": scheme, "support_size": n, "user_id": user,
+                                     "mae": mae})
+    return pd.DataFrame(rows)
+
+
+def test_map_verdicts_are_run_level_and_corrected_over_the_whole_map():
+    users = _map_users(shift=0.1, seed_noise=0.05)
+    table = when.map_verdicts(users, ["near", "far"], schemes=("maml",))
+    assert len(table) == 4 and set(table["point"]) == {"near", "far"}
+    by = table.set_index(["point", "support_size"])
+    assert (by.loc["far", "label"] == "helps").all()
+    # Seeds that disagree: every per-user pair interval may exclude 0, the run level does not.
+    assert (by.loc["near", "label"] == "ties").all()
+    assert (table["level"] > 0.95).all()  # Holm over the 4 rows widens every interval
+    with pytest.raises(ValueError, match="no rows"):
+        when.map_verdicts(users, ["nowhere"])
