@@ -40,9 +40,9 @@ XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 # pytest keeps the order of file arguments (a directory argument would be collected in tree order).
 TEST_FILES := $(shell find tests -name 'test_*.py' 2>/dev/null | sort)
 SLOW_FIRST := tests/experiments/test_fair_tuning.py tests/experiments/test_fair.py \
-	book/ch12_challenges.ipynb book/ch04_maml.ipynb book/ch03_base_recommenders.ipynb \
-	book/ch07_melu_project.ipynb tests/distribute/test_distribute.py \
-	book/ch05_reptile_metasgd.ipynb book/ch10_applications.ipynb \
+	book/ch04_maml.ipynb book/ch03_base_recommenders.ipynb book/ch07_melu_project.ipynb \
+	tests/distribute/test_distribute.py book/ch05_reptile_metasgd.ipynb \
+	book/ch12_challenges.ipynb book/ch10_applications.ipynb \
 	tests/distribute/test_distribute_cli.py tests/distribute/test_distribute_guard.py \
 	book/ch01_background.ipynb
 # Every built page in headless Chromium at 1280 px (Debian's chromium + chromium-driver).
