@@ -30,11 +30,15 @@ DIVERGED_POLICIES = ("raise", "nan", "fallback")
 def evaluate_steps_guarded(learner: Any, tasks: TaskSet, max_steps: int, *,
                            batch_size: int = 256, ks: Sequence[int] = (1, 3),
                            per_task: bool = False, diverged: str = "raise",
-                           clip: tuple[float, float] | None = None) -> pd.DataFrame:
+                           clip: tuple[float, float] | None = None,
+                           ranking_extras: bool = False) -> pd.DataFrame:
     """Metrics after 0, 1, ..., ``max_steps`` inner steps, with a policy for diverged tasks.
 
     As ``learner.evaluate_steps`` (one pass over the adaptation curve,
     :meth:`~metarec.meta.evaluation.Evaluator.predict_curve`), plus:
+
+    ``ranking_extras``: also precision@k, recall@k, hit@k and ap@k for every ``k`` of ``ks``
+    (:func:`metarec.metrics.task_metrics`).
 
     ``diverged``: what to do when adaptation makes a task's predictions NaN or infinite:
     ``"raise"`` a ``ValueError``; ``"nan"``: that task's metrics are NaN at that step count
@@ -79,7 +83,8 @@ def evaluate_steps_guarded(learner: Any, tasks: TaskSet, max_steps: int, *,
                     "lower inner_lr or the number of steps, or pass diverged='nan'.")
             fallback = bad if diverged == "fallback" else np.zeros_like(bad)
             pred = np.where(bad[:, None], np.where(fallback[:, None], preds[:, 0], 0.0), pred)
-            metrics = task_metrics(batch.query_y, pred, batch.query_mask, ks=tuple(ks))
+            metrics = task_metrics(batch.query_y, pred, batch.query_mask, ks=tuple(ks),
+                                   ranking_extras=ranking_extras)
             lost = bad & ~fallback
             frame = pd.DataFrame({k_: np.where(lost, np.nan, np.asarray(v, dtype=float))
                                   for k_, v in metrics.items()})

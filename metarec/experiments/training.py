@@ -277,19 +277,22 @@ def support_size_tasks(data: PreparedData, sizes: Sequence[int],
 
 
 def evaluate_groups(learner: Any, groups: dict[str, TaskSet],
-                    scale: tuple[float, float]) -> pd.DataFrame:
+                    scale: tuple[float, float], ks: Sequence[int] = (1, 3),
+                    ranking_extras: bool = False) -> pd.DataFrame:
     """Per-task metrics after 0..MAX_TEST_STEPS steps for several task sets in one pass.
 
     The task sets are joined into one padded batch, so the adaptation curve is compiled once
     per learner instead of once per task-set shape (tracing dominated the run time).
     ``group`` says which set each row comes from. Predictions are clipped to the rating
     ``scale``, and a user whose adapted predictions are NaN is scored with the un-adapted
-    model's (flagged in ``diverged``): what a guarded recommender would serve.
+    model's (flagged in ``diverged``): what a guarded recommender would serve. ``ks`` and
+    ``ranking_extras`` choose the ranking metrics (:func:`metarec.metrics.task_metrics`).
     """
     names = [name for name, tasks in groups.items() for _ in range(len(tasks))]
     joined = TaskSet([task for tasks in groups.values() for task in tasks])
     table = evaluate_steps_guarded(learner, joined, MAX_TEST_STEPS, batch_size=len(joined),
-                                   per_task=True, diverged="fallback", clip=scale)
+                                   per_task=True, diverged="fallback", clip=scale, ks=ks,
+                                   ranking_extras=ranking_extras)
     # evaluate_steps_guarded keeps the task order within every step count.
     table["group"] = np.tile(names, MAX_TEST_STEPS + 1)
     return table

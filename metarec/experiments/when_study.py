@@ -432,7 +432,7 @@ def map_verdicts(users: pd.DataFrame, points: Sequence[str],
 
     ``users``: the per-user rows of :func:`load_results`. Each (scheme, point, support size)
     compares ``model/scheme`` with ``model/finetune`` on the same test users of the same seeds
-    (:func:`metarec.experiments.verdict.verdict_table`: random-intercept model over seeds,
+    (``metarec.experiments.verdict.verdict_table``: random-intercept model over seeds,
     users nested; ``correction`` across *all* the rows returned, one family; no noise floor:
     the map has no tuning-noise study). Columns: those of ``verdict_table`` plus ``point``,
     ``support_size`` and ``scheme``; ``label`` is helps / ties / hurts, ``pairs_*`` the per-user

@@ -320,3 +320,27 @@ def test_guarded_scoring_clips_and_falls_back(data):
     clipped = evaluate_steps_guarded(learner, data.tasks["user_cold"], 1, per_task=True,
                                      clip=(1.0, 5.0))
     assert clipped["mae"].max() <= 4.0 + 1e-9  # no prediction outside the 1..5 scale
+
+
+def test_ranking_study_scores_the_grids_models(tmp_path):
+    """The ranking study retrains a cell and finds the grid's per-user MAE again, with
+    precision, recall, hit rate and AP at 5 beside it."""
+    from metarec.experiments.ranking_study import score_cells
+    from metarec.experiments.tuning import load_configs
+
+    configs_path = _tiny_configs(tmp_path / "tiny.configs.json")
+    config = ExperimentConfig("tiny", dataset="synthetic", grid=True, seeds=(0,),
+                              synthetic_kwargs=SMALL)
+    run_grid(config, configs_path, tmp_path / "out", cells=["item_mean/maml"], progress=False)
+    grid = pd.read_csv(tmp_path / "out" / "tiny.users.csv.gz")
+    ranked = score_cells(config, load_configs(configs_path), ["item_mean/maml"], progress=False)
+    both = grid.merge(ranked, on=["seed", "cell", "scenario", "user_id"], suffixes=("", "_r"))
+    assert len(both) == len(grid) == len(ranked)
+    assert (both["mae"] - both["mae_r"]).abs().max() < 1e-6
+    for k in ("precision@5", "recall@5", "hit@5", "ap@5"):
+        values = ranked[k].dropna()
+        assert len(values) and values.between(0, 1).all(), k
+    assert ranked["hit@5"].isin([0.0, 1.0]).all()
+    assert (ranked["precision@5"] <= ranked["hit@5"]).all()  # no hit, no precision
+    with pytest.raises(ValueError, match="no tuned configuration"):
+        score_cells(config, load_configs(configs_path), ["mf/maml"], progress=False)
