@@ -46,3 +46,21 @@ def test_every_quoted_number_is_printed_in_the_stored_outputs():
         assert not missing, f"{path.name}: quoted but not in any output: {missing}"
         checked += 1
     assert checked >= 3
+
+
+def test_glued_values_are_python_numbers_myst_nb_can_format():
+    """myst-nb formats `{glue:text}`name:.3f`` from the stored text/plain: a NumPy scalar's
+    repr ("np.float64(0.05)") cannot be formatted and breaks the book build (a warning)."""
+    glued = 0
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in _cells(path):
+            for output in cell.get("outputs", []):
+                record = output.get("metadata", {}).get("scrapbook")
+                if record is None:
+                    continue
+                plain = "".join(output["data"].get(record["mime_prefix"] + "text/plain", ""))
+                assert not plain.startswith("np."), (
+                    f"{path.name}: glued {record['name']} is {plain}; glue float(value) or "
+                    "int(value) instead")
+                glued += 1
+    assert glued > 50
