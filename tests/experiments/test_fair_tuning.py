@@ -9,42 +9,23 @@ import json
 import pandas as pd
 import pytest
 
-from metarec.data import make_synthetic
 from metarec.experiments import (
-    ADAPT_SETS,
     MAX_TEST_STEPS,
-    SCHEMES,
-    SEARCH_SPACE,
     Cell,
     ExperimentConfig,
     cell_method,
     export_configs,
-    grid_cells,
-    load_dataset,
-    prepare,
-    prepare_benchmark,
-    run_grid,
     train_method,
 )
 from metarec.experiments import grid as grid_module
-from metarec.experiments.guarded import evaluate_steps_guarded
-from metarec.experiments.stats import cell_summary, paired_differences, t_interval
-from metarec.experiments.tuning import tune_cell, tuning_view
-from metarec.models import build_model
+from metarec.experiments.tuning import tune_cell
 
 SMALL = {"n_users": 300, "n_items": 200}
 TEST_PARTS = ("warm", "user_cold", "item_cold", "user_item_cold")
 
 
-@pytest.fixture(scope="module")
-def data():
-    return prepare(make_synthetic(seed=0, **SMALL), seed=0)
-
-
-@pytest.fixture(autouse=True)
-def few_epochs(monkeypatch):
-    # The protocol's 30 epochs are for the book; 2 keep these tests at seconds.
-    monkeypatch.setattr(grid_module, "MAX_EPOCHS", 2)
+# The small synthetic `data` and the lowered epoch cap come from conftest.py.
+pytestmark = pytest.mark.usefixtures("few_grid_epochs")
 
 
 def test_cli_tunes_and_runs_a_grid(tmp_path, monkeypatch, capsys):

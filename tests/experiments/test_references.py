@@ -42,10 +42,8 @@ def data(dataset):
     return prepare(dataset, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def few_epochs(monkeypatch):
-    # The protocol's 30 epochs are for the book; 2 keep these tests at seconds.
-    monkeypatch.setattr(grid_module, "MAX_EPOCHS", 2)
+# The lowered epoch cap comes from conftest.py (its `data` is replaced by this module's).
+pytestmark = pytest.mark.usefixtures("few_grid_epochs")
 
 
 def _frame(rows):
