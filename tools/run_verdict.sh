@@ -18,7 +18,7 @@ NAME=fair-ml100k
 # per model from `python -m benchmarks.tuning_trial --cells all --epochs 3`).
 MODELS_A=${MODELS_A:-"neumf melu_ids item_mean"}
 MODELS_B=${MODELS_B:-"wide_deep melu mf"}
-SCHEMES=${SCHEMES:-"finetune maml fomaml reptile metasgd melu"}
+SCHEMES=${SCHEMES:-"finetune maml fomaml reptile metasgd melu np"}
 # The tuning-noise study: its cells, and the models x schemes that give them to `tune`.
 NOISE_MODELS=${NOISE_MODELS:-"melu item_mean"}
 NOISE_SCHEMES=${NOISE_SCHEMES:-"finetune maml melu"}

@@ -8,11 +8,16 @@ MAML is model-agnostic, so the question "does meta-learning help?" is asked per 
   test user's support set (:class:`~metarec.meta.FineTune`);
 * ``maml``, ``fomaml``, ``reptile``, ``metasgd``: meta-training of the same model;
 * ``melu``: MAML on the MeLU network adapting its decision layers only, the MeLU recipe of Lee
-  et al. (2019), kept as a named row (only for the ``melu`` model).
+  et al. (2019), kept as a named row (only for the ``melu`` model);
+* ``np``: a neural process (:class:`~metarec.meta.NeuralProcess`) on the MeLU network, the
+  black-box meta-learner: no inner gradient step, the support set is encoded into a
+  representation that modulates the decision layers (only for the ``melu`` model).
 
 Every cell is adapted to a test user the same way: ``test_steps`` gradient steps (0 to
 :data:`MAX_TEST_STEPS`, chosen on the validation users) on the cell's adapted variables (one of
 the model's :data:`ADAPT_SETS`) with its inner learning rate (Meta-SGD: its learned rates). The
+neural process reads the same support set in one forward pass instead (0 steps: its prior, any
+other count: conditioned on the support set, all with the same predictions). The
 search space of each scheme is :data:`SEARCH_SPACE` (sampled by :func:`suggest_params`); every
 cell gets the same number of Optuna trials (:mod:`metarec.experiments.tuning`).
 """
@@ -62,6 +67,8 @@ class Scheme:
     label: str
     learner: str
     meta: bool
+    #: The only models this scheme is applied to (None: every model of the grid).
+    models: tuple[str, ...] | None = None
 
 
 SCHEMES: dict[str, Scheme] = {s.name: s for s in [
@@ -70,7 +77,8 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in [
     Scheme("fomaml", "First-order MAML", "FOMAML", meta=True),
     Scheme("reptile", "Reptile", "Reptile", meta=True),
     Scheme("metasgd", "Meta-SGD", "MetaSGD", meta=True),
-    Scheme("melu", "MeLU (MAML, decision layers)", "MAML", meta=True),
+    Scheme("melu", "MeLU (MAML, decision layers)", "MAML", meta=True, models=("melu",)),
+    Scheme("np", "Neural process", "NeuralProcess", meta=True, models=("melu",)),
 ]}
 
 
@@ -92,9 +100,8 @@ class Cell:
     @property
     def adapt_choices(self) -> list[str]:
         """Names of the adapted-variable sets the tuner may choose from."""
-        if self.scheme == "melu":
-            return ["decision"]
-        return list(ADAPT_SETS[self.model])
+        space = SEARCH_SPACE[self.scheme]["adapt"]
+        return list(ADAPT_SETS[self.model]) if space == "ADAPT_SETS" else list(space)
 
     @property
     def adapt_sets(self) -> dict[str, str]:
@@ -108,7 +115,7 @@ class Cell:
         if cell not in grid_cells():
             raise ValueError(f"Unknown grid cell {name!r}; cells are 'model/scheme' with model "
                              f"in {list(GRID_MODELS)} and scheme in {list(SCHEMES)} ('melu' "
-                             "only for model 'melu').")
+                             "and 'np' only for model 'melu').")
         return cell
 
 
@@ -122,12 +129,15 @@ def grid_cells(models: list[str] | None = None, schemes: list[str] | None = None
     for s in schemes:
         if s not in SCHEMES:
             raise ValueError(f"Unknown scheme {s!r}; choose from {list(SCHEMES)}.")
-    return [Cell(m, s) for m in models for s in schemes if s != "melu" or m == "melu"]
+    return [Cell(m, s) for m in models for s in schemes
+            if SCHEMES[s].models is None or m in SCHEMES[s].models]
 
 
 #: The search space of every scheme, as documented in chapter 8. Ranges are log-uniform for
-#: learning rates and uniform for integers; ``test_steps`` is not sampled: after training, the
-#: validation MAE is computed for 0..MAX_TEST_STEPS steps in one pass and the best is kept.
+#: learning rates and for the neural process's ``representation_dim``, uniform for inner steps;
+#: ``test_steps`` is not sampled: after training, the validation MAE is computed for
+#: 0..MAX_TEST_STEPS steps in one pass and the best is kept. The neural process has no inner
+#: rate and no inner steps: it samples the outer rate and the size of its representation.
 SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "finetune": {"inner_lr": (1e-6, 1.0), "outer_lr": (1e-4, 3e-2), "adapt": "ADAPT_SETS"},
     "maml": {"inner_lr": (1e-6, 1.0), "outer_lr": (1e-4, 3e-2), "inner_steps": (1, 3),
@@ -140,6 +150,7 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
                 "adapt": "ADAPT_SETS"},
     "melu": {"inner_lr": (1e-6, 1.0), "outer_lr": (1e-5, 3e-2), "inner_steps": (1, 3),
              "adapt": ["decision"]},
+    "np": {"outer_lr": (1e-4, 3e-2), "representation_dim": (8, 128), "adapt": ["all"]},
 }
 
 #: The first trial of every study (Optuna ``enqueue_trial``): a sensible hand-set start, so no
@@ -152,6 +163,7 @@ FIRST_TRIAL: dict[str, dict[str, Any]] = {
     "metasgd": {"inner_lr": 1e-2, "outer_lr": 1e-3, "inner_steps": 1},
     "reptile": {"inner_lr": 1e-2, "outer_lr": 0.3, "inner_steps": 3},
     "melu": {"inner_lr": 5e-6, "outer_lr": 5e-5, "inner_steps": 3, "adapt": "decision"},
+    "np": {"outer_lr": 1e-3, "representation_dim": 32, "adapt": "all"},
 }
 
 
@@ -169,13 +181,16 @@ def _default_adapt(cell: Cell) -> str:
 def suggest_params(trial: Any, cell: Cell) -> dict[str, Any]:
     """Sample one configuration of ``cell`` from :data:`SEARCH_SPACE` with an Optuna trial."""
     space = SEARCH_SPACE[cell.scheme]
-    params = {
-        "inner_lr": trial.suggest_float("inner_lr", *space["inner_lr"], log=True),
-        "outer_lr": trial.suggest_float("outer_lr", *space["outer_lr"], log=True),
-        "adapt": trial.suggest_categorical("adapt", cell.adapt_choices),
-    }
+    params = {}
+    if "inner_lr" in space:
+        params["inner_lr"] = trial.suggest_float("inner_lr", *space["inner_lr"], log=True)
+    params["outer_lr"] = trial.suggest_float("outer_lr", *space["outer_lr"], log=True)
+    params["adapt"] = trial.suggest_categorical("adapt", cell.adapt_choices)
     if "inner_steps" in space:
         params["inner_steps"] = trial.suggest_int("inner_steps", *space["inner_steps"])
+    if "representation_dim" in space:
+        params["representation_dim"] = trial.suggest_int(
+            "representation_dim", *space["representation_dim"], log=True)
     return params
 
 
@@ -183,7 +198,8 @@ def cell_method(cell: Cell, params: dict[str, Any], test_steps: int | None = Non
     """The :class:`~metarec.experiments.Method` of ``cell`` with hyper-parameters ``params``.
 
     ``params`` holds ``inner_lr``, ``outer_lr``, ``adapt`` (a name of the model's
-    :data:`ADAPT_SETS`) and, for meta-learners, ``inner_steps`` (training). ``test_steps`` is
+    :data:`ADAPT_SETS`) and, for meta-learners, ``inner_steps`` (training); the neural process
+    takes ``outer_lr``, ``adapt`` (``"all"``) and ``representation_dim``. ``test_steps`` is
     the number of inner steps at test time (default: the training ``inner_steps``, or
     :data:`MAX_TEST_STEPS` for fine-tuning). The item-mean model is fitted in closed form
     (conventional scheme) or starts from the closed form (meta-learners).
@@ -192,19 +208,23 @@ def cell_method(cell: Cell, params: dict[str, Any], test_steps: int | None = Non
     adapt = params["adapt"]
     if adapt not in cell.adapt_sets:
         raise ValueError(f"{cell.name}: adapt={adapt!r} is not one of {cell.adapt_choices}.")
-    train_steps = int(params.get("inner_steps", 0))
+    # The neural process conditions in one forward pass: its "1 step" means "read the support".
+    train_steps = 1 if cell.scheme == "np" else int(params.get("inner_steps", 0))
     if test_steps is None:
         test_steps = MAX_TEST_STEPS if not scheme.meta else train_steps
     if not 0 <= test_steps <= MAX_TEST_STEPS:
         raise ValueError(f"test_steps must be in 0..{MAX_TEST_STEPS}, got {test_steps}.")
     epochs = 0 if (cell.model == "item_mean" and not scheme.meta) else MAX_EPOCHS
+    # The neural process has no inner rate (1.0 is a placeholder it ignores).
+    extra = ({"representation_dim": int(params["representation_dim"])}
+             if "representation_dim" in params else {})
     return Method(
         name=cell.name, label=cell.label, model=cell.model, learner=scheme.learner,
-        inner_lr=float(params["inner_lr"]),
+        inner_lr=float(params.get("inner_lr", 1.0)),
         # FineTune's inner loop only runs at test time: its steps are the test steps.
         inner_steps=train_steps if scheme.meta else int(test_steps),
         outer_lr=float(params["outer_lr"]), epochs=epochs,
-        adapt=cell.adapt_sets[adapt], eval_steps=int(test_steps),
+        adapt=cell.adapt_sets[adapt], eval_steps=int(test_steps), learner_kwargs=extra,
     )
 
 

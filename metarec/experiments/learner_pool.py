@@ -37,6 +37,7 @@ class _Entry:
     learner: MetaLearner
     weights: list[np.ndarray]  # every model weight as built (trainable and not)
     inner_rate: tf.Variable | None  # the inner step size read by the graphs (None: Meta-SGD)
+    extra: list[np.ndarray] | None = None  # the learner's own variables as first built
 
 
 def _structure(method: Method, seed: int, global_mean: float | None) -> tuple:
@@ -82,6 +83,7 @@ class LearnerPool:
             learner = method.build(spec, seed=seed, global_mean=global_mean)
             entry = _Entry(learner, [np.array(v.numpy()) for v in learner.model.weights],
                            _rate_variable(learner))
+            _record_extra_when_built(entry)
             self._entries[key] = entry
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
@@ -111,6 +113,18 @@ def _rate_variable(learner: MetaLearner) -> tf.Variable | None:
     return rate
 
 
+def _record_extra_when_built(entry: _Entry) -> None:
+    """Keep the initial values of the learner's own variables (created on first use)."""
+    learner = entry.learner
+    build_extra = learner._build_extra
+
+    def build_and_record() -> None:
+        build_extra()
+        entry.extra = [np.array(v.numpy()) for v in learner.extra_variables]
+
+    learner._build_extra = build_and_record
+
+
 def _reset(entry: _Entry, method: Method, seed: int) -> None:
     """Put a used learner back into the state of a fresh ``method.build(..., seed=seed)``."""
     learner = entry.learner
@@ -126,6 +140,9 @@ def _reset(entry: _Entry, method: Method, seed: int) -> None:
     if isinstance(learner, MetaSGD) and learner.extra_variables:
         for alpha in learner.extra_variables:  # as MetaSGD._build_extra fills them
             alpha.assign(tf.fill(alpha.shape, tf.constant(method.inner_lr, alpha.dtype)))
+    elif entry.extra is not None:  # e.g. a neural process's encoder: back to its seeded start
+        for var, value in zip(learner.extra_variables, entry.extra, strict=True):
+            var.assign(value)
     optimizer = learner.optimizer
     for var in optimizer.variables:  # iterations and slots start at zero in a new optimizer
         var.assign(tf.zeros(var.shape, var.dtype))

@@ -79,8 +79,10 @@ class Method:
         model = build_model(self.model, spec, **kwargs)
         adapt = self.adapt if self.adapt is not None else model.ADAPT
         cls = getattr(meta, self.learner)
-        learner = cls(model, inner_lr=self.inner_lr, inner_steps=self.inner_steps, adapt=adapt,
-                      seed=seed, **self.learner_kwargs)
+        kwargs = dict(self.learner_kwargs)
+        if "inner_lr" in inspect.signature(cls.__init__).parameters:  # not a neural process
+            kwargs["inner_lr"] = self.inner_lr
+        learner = cls(model, inner_steps=self.inner_steps, adapt=adapt, seed=seed, **kwargs)
         if self.paper_optimizer:
             learner.compile()  # the class's own default (MeLU: the paper's Adam 5e-5)
         elif self.learner == "Reptile":

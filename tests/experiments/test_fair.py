@@ -125,6 +125,32 @@ def test_every_cell_gets_the_same_budget(data, tmp_path):
         Cell.parse("mf/melu")
 
 
+def test_the_neural_process_row_samples_its_own_space(data):
+    import optuna
+
+    from metarec.experiments.grid import first_trial, suggest_params
+    from metarec.meta import NeuralProcess
+
+    cell = Cell.parse("melu/np")
+    assert cell.adapt_choices == ["all"] and cell in grid_cells()
+    for model in ("mf", "melu_ids"):  # a MeLU-network row only, like MeLU itself
+        with pytest.raises(ValueError, match="Unknown grid cell"):
+            Cell.parse(f"{model}/np")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    low, high = SEARCH_SPACE["np"]["representation_dim"]
+    for _ in range(5):  # no inner rate, no inner steps: the outer rate and the representation
+        params = suggest_params(study.ask(), cell)
+        assert set(params) == {"outer_lr", "adapt", "representation_dim"}
+        assert low <= params["representation_dim"] <= high
+    method = cell_method(cell, first_trial(cell))
+    assert (method.inner_steps, method.test_steps) == (1, 1)  # 1 step: conditioned
+    learner = method.build(data.encoder.spec, seed=0, global_mean=data.train_mean)
+    assert isinstance(learner, NeuralProcess)
+    assert learner.representation_dim == first_trial(cell)["representation_dim"]
+    assert cell_method(cell, first_trial(cell), test_steps=0).test_steps == 0  # its prior
+
+
 @pytest.mark.parametrize("name,variable", [
     ("melu", "decision_out/bias"), ("melu_ids", "decision_out/bias"),
     ("neumf", "decision_out/bias"), ("mf", "global_bias"), ("wide_deep", "global_bias"),

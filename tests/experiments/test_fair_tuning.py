@@ -69,6 +69,9 @@ def test_cli_tunes_and_runs_a_grid(tmp_path, monkeypatch, capsys):
      {"inner_lr": 0.5, "outer_lr": 0.02, "adapt": "user", "inner_steps": 1}),
     ("mf/reptile", {"inner_lr": 0.05, "outer_lr": 0.3, "adapt": "user", "inner_steps": 2},
      {"inner_lr": 0.2, "outer_lr": 0.9, "adapt": "user", "inner_steps": 2}),
+    # The neural process's own variables (encoder, FiLM maps) go back to their start too.
+    ("melu/np", {"outer_lr": 0.003, "adapt": "all", "representation_dim": 16},
+     {"outer_lr": 0.02, "adapt": "all", "representation_dim": 16}),
 ])
 def test_a_reused_learner_gives_the_numbers_of_a_fresh_one(data, name, first, second):
     from metarec.experiments.learner_pool import LearnerPool
@@ -91,11 +94,13 @@ def test_a_reused_learner_gives_the_numbers_of_a_fresh_one(data, name, first, se
     mae, curve, _ = trial(first, reused)
     assert mae == fresh_mae  # bit-identical, not just close
     pd.testing.assert_frame_equal(curve, fresh_curve, check_exact=True)
-    # Another structure (inner steps, adapted set) gets its own learner.
-    adapt = next(a for a in Cell.parse(name).adapt_choices if a != first["adapt"])
-    for other in (dict(first, adapt=adapt), dict(first, inner_steps=3)):
-        if "inner_steps" in other and "inner_steps" not in first:
-            continue  # fine-tuning: no training inner steps
+    # Another structure (inner steps, adapted set, representation size) gets its own learner.
+    others = [dict(first, adapt=a) for a in Cell.parse(name).adapt_choices if a != first["adapt"]]
+    for key, value in (("inner_steps", 3), ("representation_dim", 8)):
+        if key in first:  # fine-tuning has no training inner steps, only the NP a representation
+            others.append(dict(first, **{key: value}))
+    assert others
+    for other in others:
         assert pool.get(cell_method(Cell.parse(name), other), spec, 0, mean) is not used
 
 
