@@ -328,6 +328,85 @@ def melu_local_global() -> plt.Figure:
     return fig
 
 
+def neural_process() -> plt.Figure:
+    """A neural process: the support set encoded, averaged, and modulating the decoder (ch. 5b)."""
+    fig, ax = _canvas(11, 4.6)
+    ax.text(0.2, 4.3, "Adapting without gradient steps", fontsize=13, weight="bold")
+    # Encoder: each support rating -> c_ui.
+    for j in range(3):
+        y = 3.2 - j * 0.75
+        _box(ax, 0.2, y, 1.7, 0.5, f"$[\\mathrm{{emb}}(\\mathbf{{x}}_{{u{j + 1}}});\\ "
+             f"r_{{u{j + 1}}}]$", BLUE, size=9.5)
+        _box(ax, 2.35, y, 0.6, 0.5, "$e$", BLUE, size=11)
+        _arrow(ax, (1.9, y + 0.25), (2.35, y + 0.25))
+        _arrow(ax, (2.95, y + 0.25), (3.45, y + 0.25))
+        ax.text(3.55, y + 0.25, f"$\\mathbf{{c}}_{{u{j + 1}}}$", fontsize=11, va="center")
+        _arrow(ax, (4.05, y + 0.25), (4.7, 2.35), color=GREY, width=1.0)
+    ax.text(1.05, 3.85, "support ratings $\\mathcal{D}^s_u$", ha="center", fontsize=9.5,
+            color=BLUE)
+    ax.text(2.65, 3.85, "encoder", ha="center", fontsize=9.5, color=BLUE)
+    _box(ax, 3.3, 0.35, 0.9, 0.5, "$\\mathbf{c}_0$", GREEN, size=11)
+    ax.text(3.75, 0.1, "learned prior", ha="center", fontsize=9, color=GREEN)
+    _arrow(ax, (4.2, 0.6), (5.0, 1.85), color=GREEN, width=1.0)
+    _box(ax, 4.7, 1.85, 1.3, 0.95, "mean\n(masked)", GREY, size=10)
+    _arrow(ax, (6.0, 2.32), (6.5, 2.32))
+    ax.text(6.75, 2.32, "$\\mathbf{c}_u$", fontsize=13, va="center")
+    # FiLM maps modulate the decision layers of the MeLU network.
+    _arrow(ax, (6.9, 2.6), (7.55, 3.35), color=ORANGE)
+    _box(ax, 7.3, 3.35, 2.7, 0.6, "FiLM: $\\boldsymbol{\\gamma}_\\ell(\\mathbf{c}_u)$, "
+         "$\\boldsymbol{\\delta}_\\ell(\\mathbf{c}_u)$", ORANGE, size=10)
+    _box(ax, 6.4, 0.95, 1.7, 0.55, "query $\\mathrm{emb}(\\mathbf{x}_{uj})$", GREY,
+         size=9.5)
+    _box(ax, 8.4, 0.95, 1.3, 0.55, "$\\mathbf{h}_\\ell$, ReLU", ORANGE, size=10)
+    _arrow(ax, (8.1, 1.22), (8.4, 1.22))
+    _arrow(ax, (8.65, 3.35), (9.05, 1.5), color=ORANGE, text="scale, shift",
+           offset=(0.55, 0.1), size=9)
+    _arrow(ax, (9.7, 1.22), (10.25, 1.22))
+    ax.text(10.3, 1.22, "$\\hat r_{uj}$", fontsize=13, va="center")
+    ax.text(8.05, 0.3, "$\\mathbf{h}_\\ell \\leftarrow \\mathbf{h}_\\ell \\odot (1 + "
+            "\\boldsymbol{\\gamma}_\\ell) + \\boldsymbol{\\delta}_\\ell$: "
+            "one forward pass, nothing optimised per user", fontsize=9.5, color=GREY,
+            ha="center")
+    return fig
+
+
+def fair_protocol() -> plt.Figure:
+    """The fair comparison: tune on validation users, one test-time budget, paired (ch. 8)."""
+    fig, ax = _canvas(11, 4.8)
+    ax.text(0.2, 4.5, "One protocol for every cell (model x training scheme)", fontsize=13,
+            weight="bold")
+    steps = [
+        ("1. tune", "32 Optuna trials\nper cell, scored on\nvalidation users", BLUE),
+        ("2. train", "the chosen setting,\n5 seeds (split,\ninit, task order)", BLUE),
+        ("3. adapt", "each test user's\nsupport set, the\nsame 0-10 steps", ORANGE),
+        ("4. score", "per-user MAE on\nthe query set, in\n4 scenarios", ORANGE),
+        ("5. compare", "meta - conventional,\nsame model, users,\nseed", GREEN),
+    ]
+    for j, (title, text, color) in enumerate(steps):
+        x = 0.2 + j * 2.17
+        _box(ax, x, 2.55, 1.85, 1.25, text, color, size=9.5)
+        ax.text(x + 0.925, 3.98, title, ha="center", fontsize=10.5, weight="bold", color=color)
+        if j:
+            _arrow(ax, (x - 0.32, 3.17), (x, 3.17))
+    # Who is seen where: the users of one seed's split.
+    y = 1.35
+    ax.text(0.2, y + 0.75, "the users of one seed", fontsize=10, color=GREY)
+    parts = [("training users: meta-training\nand conventional training", 0.2, 4.3, GREY),
+             ("validation users:\ntuning, early stopping", 4.6, 2.4, BLUE),
+             ("test: new users, held-out ratings and new\nitems; never seen before step 3",
+              7.1, 3.7, ORANGE)]
+    for text, x, w, color in parts:
+        _box(ax, x, y, w, 0.6, text, color, size=9)
+    _arrow(ax, (5.8, y + 0.6), (1.125, 2.55), color=BLUE, dashed=True, width=1.0, rad=-0.1)
+    ax.text(0.45, 0.55, "verdict: an interval over the 5 runs, Holm's correction over the "
+            "comparisons, and a noise floor (re-tuning the same cell);", fontsize=9.5,
+            color=GREEN)
+    ax.text(0.45, 0.2, "\"helps\" only where the interval excludes zero and the difference "
+            "exceeds the floor", fontsize=9.5, color=GREEN)
+    ax.plot([0.27], [0.55], "s", color=GREEN, markersize=8)
+    return fig
+
+
 DIAGRAMS: dict[str, Callable[[], plt.Figure]] = {
     "tasks_support_query": tasks_support_query,
     "maml_loops": maml_loops,
@@ -335,6 +414,8 @@ DIAGRAMS: dict[str, Callable[[], plt.Figure]] = {
     "reptile_vs_maml": reptile_vs_maml,
     "metasgd_rates": metasgd_rates,
     "melu_local_global": melu_local_global,
+    "neural_process": neural_process,
+    "fair_protocol": fair_protocol,
 }
 
 

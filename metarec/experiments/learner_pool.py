@@ -9,13 +9,15 @@ fine-tuned: 1.1 + 5.7 + 7.4 s of tracing against about 2 s of work; ``python -m
 benchmarks.tuning_trial``).
 
 Within one cell the graphs depend only on what the trial's structural hyper-parameters fix:
-the adapted variables and the inner steps. The learning rates are *values* in the graphs:
-the outer rate lives in the optimizer's ``learning_rate`` variable, and :class:`LearnerPool`
-makes the inner rate a variable too. So a learner of an earlier trial with the same structure
-is reset to exactly the state :meth:`~metarec.experiments.methods.Method.build` gives a fresh
-one (the seed's initial weights, fresh optimizer slots, the new rates, Meta-SGD's rates
-refilled) and trained again, with its compiled graphs. ``tests/experiments/test_fair.py``
-checks that a reused learner gives bit-identical validation curves to a freshly built one.
+the adapted variables and the inner steps (a neural process: the size of its representation).
+The learning rates are *values* in the graphs: the outer rate lives in the optimizer's
+``learning_rate`` variable, and :class:`LearnerPool` makes the inner rate a variable too. So a
+learner of an earlier trial with the same structure is reset to exactly the state
+:meth:`~metarec.experiments.methods.Method.build` gives a fresh one (the seed's initial
+weights, fresh optimizer slots, the new rates, Meta-SGD's rates refilled, a neural process's
+encoder and FiLM maps back to their seeded start) and trained again, with its compiled graphs.
+``tests/experiments/test_fair_tuning.py`` checks that a reused learner gives bit-identical
+validation curves to a freshly built one.
 """
 
 from __future__ import annotations
