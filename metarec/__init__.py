@@ -13,6 +13,7 @@ attribute (``metarec.distribute``) or with ``import metarec.distribute``:
 - :mod:`metarec.meta`: the meta-learners (MAML, Reptile, Meta-SGD, MeLU, fine-tuning);
 - :mod:`metarec.distribute`: ``tf.distribute`` strategies and the distributed input pipeline;
 - :mod:`metarec.experiments`: benchmarks, tuning and the studies of the book;
+- :mod:`metarec.evidence`: which items to ask a new user about (MeLU's evidence scores);
 - ``metarec.train``: ``python -m metarec train`` (one method, one device or a strategy);
 - :mod:`metarec.plotting`: the book's matplotlib figures;
 - ``metarec.cli``: the command line, ``python -m metarec --help``.
@@ -31,8 +32,8 @@ __version__ = "0.1.0"
 
 #: The parts reachable as attributes, imported on first access (PEP 562): ``import metarec``
 #: stays instant and TensorFlow-free, so the command line answers ``--help`` at once.
-_SUBMODULES = ("data", "metrics", "models", "meta", "distribute", "experiments", "train",
-               "plotting", "cli")
+_SUBMODULES = ("data", "metrics", "models", "meta", "distribute", "experiments", "evidence",
+               "train", "plotting", "cli")
 
 __all__ = ["__version__", *_SUBMODULES]
 
