@@ -44,3 +44,34 @@ def check_ks(where: str, ks: Any) -> tuple[int, ...]:
         raise TypeError(f"{where}: ks must be a non-empty sequence of cut-offs such as (1, 3), "
                         f"got {ks!r}.")
     return tuple(check_int(where, "every k of ks", k, 1) for k in ks)
+
+
+RATING_COLUMNS = ("user_id", "item_id", "rating")
+
+
+def rating_frame(where: str, ratings: Any, hint: str) -> Any:
+    """``ratings[["user_id", "item_id", "rating"]]`` as a copy with float64 ratings, or a clear
+    error: not a DataFrame, a missing column, no rows, or a missing / NaN / infinite rating
+    (the first bad row is named). ``hint`` says what to pass instead, e.g. "the training
+    ratings, e.g. ColdStartSplit.train"."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(ratings, pd.DataFrame):
+        raise TypeError(f"{where}: ratings must be a DataFrame with columns user_id, item_id, "
+                        f"rating ({hint}), got {type(ratings).__name__}.")
+    missing = [c for c in RATING_COLUMNS if c not in ratings.columns]
+    if missing:
+        raise ValueError(f"{where}: ratings lack the column(s) {missing}; pass a ratings "
+                         f"DataFrame (user_id, item_id, rating): {hint}.")
+    if ratings.empty:
+        raise ValueError(f"{where}: ratings are empty; pass {hint}.")
+    frame = ratings[list(RATING_COLUMNS)].copy()
+    frame["rating"] = pd.to_numeric(frame["rating"], errors="coerce").astype(np.float64)
+    bad = ~np.isfinite(frame["rating"].to_numpy())
+    if bad.any():
+        row = frame.index[np.flatnonzero(bad)[0]]
+        raise ValueError(f"{where}: {int(bad.sum())} rating(s) are missing, NaN or infinite "
+                         f"(first at row {row!r}); drop or fix them first.")
+    return frame
+

@@ -40,23 +40,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-_COLUMNS = ("user_id", "item_id", "rating")
+from metarec._validate import rating_frame
 
-
-def _check_ratings(ratings: pd.DataFrame, where: str) -> None:
-    if not isinstance(ratings, pd.DataFrame):
-        raise TypeError(f"{where}: ratings must be a DataFrame with columns {list(_COLUMNS)} "
-                        f"(e.g. data.split.train); got {type(ratings).__name__}.")
-    missing = [c for c in _COLUMNS if c not in ratings.columns]
-    if missing:
-        raise ValueError(f"{where}: ratings lack the column(s) {missing}; pass one row per "
-                         f"rating with {list(_COLUMNS)} (e.g. data.split.train).")
-    if ratings.empty:
-        raise ValueError(f"{where}: ratings are empty; the scores are computed from the "
-                         "training ratings (e.g. data.split.train).")
-    if not np.isfinite(ratings["rating"].to_numpy(dtype=float)).all():
-        raise ValueError(f"{where}: ratings contain NaN or infinite values; drop or fix those "
-                         "rows first.")
+_HINT = "the training ratings, e.g. data.split.train"
 
 
 def _scaled(values: pd.Series) -> pd.Series:
@@ -67,7 +53,7 @@ def _scaled(values: pd.Series) -> pd.Series:
 
 def popularity(ratings: pd.DataFrame) -> pd.Series:
     """Number of training ratings per item (``item_id`` index), as float."""
-    _check_ratings(ratings, "popularity")
+    ratings = rating_frame("popularity", ratings, _HINT)
     return ratings.groupby("item_id").size().astype(float).rename("popularity")
 
 
@@ -77,7 +63,7 @@ def entropy_scores(ratings: pd.DataFrame) -> pd.Series:
     The entropy is the Shannon entropy (natural log) of the item's distribution of rating
     values. Returns a Series indexed by ``item_id`` with values in ``[0, 1]``.
     """
-    _check_ratings(ratings, "entropy_scores")
+    ratings = rating_frame("entropy_scores", ratings, _HINT)
     counts = ratings.groupby("item_id")["rating"].value_counts().unstack(fill_value=0)
     n = counts.sum(axis=1).astype(float)
     share = counts.div(n, axis=0)
@@ -95,7 +81,7 @@ def rating_gradient_norms(learner: Any, ratings: pd.DataFrame, encoder: Any,
     batches of ``batch_size`` ratings with per-example Jacobians of the predictions (the
     squared error's gradient is :math:`2 (f - r) \nabla_\phi f`).
     """
-    _check_ratings(ratings, "rating_gradient_norms")
+    ratings = rating_frame("rating_gradient_norms", ratings, _HINT)
     if batch_size < 1:
         raise ValueError(f"rating_gradient_norms: batch_size must be >= 1, got {batch_size}.")
     model = learner.model
@@ -136,7 +122,7 @@ def gradient_norm_scores(learner: Any, ratings: pd.DataFrame, encoder: Any,
     the cost by the number of items; popularity always counts every rating. Returns a Series
     indexed by ``item_id`` with values in ``[0, 1]``.
     """
-    _check_ratings(ratings, "gradient_norm_scores")
+    ratings = rating_frame("gradient_norm_scores", ratings, _HINT)
     n = popularity(ratings)
     used = ratings
     if max_per_item is not None:

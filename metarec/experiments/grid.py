@@ -208,8 +208,9 @@ def cell_method(cell: Cell, params: dict[str, Any], test_steps: int | None = Non
     adapt = params["adapt"]
     if adapt not in cell.adapt_sets:
         raise ValueError(f"{cell.name}: adapt={adapt!r} is not one of {cell.adapt_choices}.")
-    # The neural process conditions in one forward pass: its "1 step" means "read the support".
-    train_steps = 1 if cell.scheme == "np" else int(params.get("inner_steps", 0))
+    # A meta scheme without inner steps (the neural process) conditions in one forward pass:
+    # its "1 step" means "read the support set".
+    train_steps = int(params.get("inner_steps", 1 if scheme.meta else 0))
     if test_steps is None:
         test_steps = MAX_TEST_STEPS if not scheme.meta else train_steps
     if not 0 <= test_steps <= MAX_TEST_STEPS:

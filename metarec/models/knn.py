@@ -71,13 +71,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metarec._validate import check_int
+from metarec._validate import RATING_COLUMNS, check_int, rating_frame
 
 __all__ = ["KNNBaseline", "SIMILARITIES"]
 
 #: Similarity measures this wrapper accepts (Surprise's names).
 SIMILARITIES = ("pearson_baseline", "msd")
-_COLUMNS = ("user_id", "item_id", "rating")
 
 
 def _import_surprise() -> Any:
@@ -185,7 +184,7 @@ class KNNBaseline:
                              f"low < high, got {rating_scale!r}.")
         surprise = _import_surprise()
         frame = frame.sort_values(["user_id", "item_id"], kind="stable")
-        data = surprise.Dataset.load_from_df(frame[list(_COLUMNS)],
+        data = surprise.Dataset.load_from_df(frame[list(RATING_COLUMNS)],
                                              surprise.Reader(rating_scale=(low, high)))
         trainset = data.build_full_trainset()
         sim_options = {"name": self.similarity, "user_based": self.user_based}
@@ -214,22 +213,7 @@ class KNNBaseline:
     @staticmethod
     def _check_ratings(ratings: pd.DataFrame) -> pd.DataFrame:
         where = "KNNBaseline.fit"
-        if not isinstance(ratings, pd.DataFrame):
-            raise TypeError(f"{where}: ratings must be a DataFrame with columns user_id, item_id, "
-                            f"rating, got {type(ratings).__name__}.")
-        missing = [c for c in _COLUMNS if c not in ratings.columns]
-        if missing:
-            raise ValueError(f"{where}: ratings lack the column(s) {missing}; pass a ratings "
-                             "DataFrame (user_id, item_id, rating), e.g. ColdStartSplit.train.")
-        if ratings.empty:
-            raise ValueError(f"{where}: ratings is empty; pass the training ratings.")
-        frame = ratings[list(_COLUMNS)].copy()
-        frame["rating"] = pd.to_numeric(frame["rating"], errors="coerce").astype(np.float64)
-        bad = ~np.isfinite(frame["rating"].to_numpy())
-        if bad.any():
-            row = frame.index[np.flatnonzero(bad)[0]]
-            raise ValueError(f"{where}: {int(bad.sum())} rating(s) are missing, NaN or infinite "
-                             f"(first at row {row!r}); drop or fix them first.")
+        frame = rating_frame(where, ratings, "the training ratings, e.g. ColdStartSplit.train")
         dup = frame.duplicated(["user_id", "item_id"], keep=False)
         if dup.any():
             user, item = frame.loc[dup, ["user_id", "item_id"]].iloc[0]
